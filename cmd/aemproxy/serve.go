@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	stdlog "log"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+
+	"github.com/aemproxy/aemproxy/internal/config"
+	"github.com/aemproxy/aemproxy/internal/ims"
+	"github.com/aemproxy/aemproxy/internal/ops"
+	"github.com/aemproxy/aemproxy/internal/proxy"
+)
+
+func newLogger(c config.Log, w io.Writer) zerolog.Logger {
+	if c.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	level, err := zerolog.ParseLevel(c.Level)
+	if err != nil {
+		level = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// app is everything serve builds from a validated configuration.
+type app struct {
+	caches    []*ims.Cache
+	listeners map[string][]proxy.Route // by listen address
+	opsRoutes []ops.Route
+}
+
+// build loads every route's credentials and transport. It reports every
+// problem at once and starts nothing.
+func build(cfg config.Config, log zerolog.Logger, reg prometheus.Registerer) (*app, error) {
+	a := &app{listeners: map[string][]proxy.Route{}}
+	var problems []error
+
+	var imsProxy *url.URL
+	if cfg.IMS.ProxyURL != "" && cfg.IMS.ProxyURL != "direct" {
+		u, err := url.Parse(cfg.IMS.ProxyURL)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("ims.proxy_url: %w", err))
+		}
+		imsProxy = u
+	}
+	imsClient, err := ims.NewHTTPClient(ims.HTTPClientOptions{CAFile: cfg.IMS.CAFile, ProxyURL: imsProxy, Timeout: cfg.IMS.Timeout})
+	if err != nil {
+		problems = append(problems, fmt.Errorf("ims: %w", err))
+	}
+	imsMetrics := ops.NewIMSMetrics(reg)
+	var imsBase *url.URL
+	if cfg.IMS.URL != nil {
+		imsBase = &cfg.IMS.URL.URL
+	}
+
+	transports := map[proxy.TransportOptions]*http.Transport{}
+	for _, rc := range cfg.Routes {
+		to := proxy.TransportOptions{CAFile: rc.CAFile, ResponseHeaderTimeout: rc.ResponseHeaderTimeout}
+		switch rc.ProxyURL {
+		case "":
+		case "direct":
+			to.Direct = true
+		default:
+			u, err := url.Parse(rc.ProxyURL)
+			if err != nil {
+				problems = append(problems, fmt.Errorf("route %s: proxy_url: %w", rc.Name, err))
+			}
+			to.ProxyURL = u
+		}
+		tr, ok := transports[to]
+		if !ok {
+			tr, err = proxy.NewTransport(to)
+			if err != nil {
+				problems = append(problems, fmt.Errorf("route %s: upstream transport: %w", rc.Name, err))
+				continue
+			}
+			transports[to] = tr
+		}
+
+		r := proxy.Route{
+			Name:            rc.Name,
+			Upstream:        &rc.Upstream.URL,
+			Hosts:           rc.Hosts,
+			PathPrefix:      rc.PathPrefix,
+			StripPrefix:     rc.StripPrefix,
+			Transport:       tr,
+			ReplayBodyLimit: rc.ReplayBodyLimit,
+			ForwardedHost:   rc.ForwardedHost,
+			PassCookies:     rc.PassCookies,
+		}
+		if rc.ExternalURL != nil {
+			r.ExternalURL = &rc.ExternalURL.URL
+		}
+		opsRoute := ops.Route{Name: rc.Name}
+		if rc.Credentials == "" {
+			log.Warn().Str("route", rc.Name).Str("upstream", rc.Upstream.Redacted()).
+				Msg("route has no credentials: requests are forwarded without an Authorization header (fine for a local AEM SDK, not for AEM as a Cloud Service)")
+		} else {
+			creds, err := ims.LoadServiceCredentials(rc.Credentials)
+			if err != nil {
+				problems = append(problems, fmt.Errorf("route %s: %w", rc.Name, err))
+				continue
+			}
+			x, err := ims.NewJWTExchange(creds, ims.ExchangeOptions{BaseURL: imsBase, Client: imsClient, JWTLifetime: cfg.IMS.JWTLifetime})
+			if err != nil {
+				problems = append(problems, fmt.Errorf("route %s: %w", rc.Name, err))
+				continue
+			}
+			cache := ims.NewCache(x, ims.CacheOptions{
+				Name:    rc.Name,
+				Logger:  log.With().Str("route", rc.Name).Logger(),
+				OnFetch: imsMetrics.Observer(rc.Name),
+			})
+			r.Tokens = cache
+			opsRoute.Tokens = cache
+			a.caches = append(a.caches, cache)
+			warnCertificate(log, rc.Name, creds.CertificateNotAfter(), time.Now())
+		}
+		listen := rc.Listen
+		if listen == "" {
+			listen = cfg.Listen
+		}
+		a.listeners[listen] = append(a.listeners[listen], r)
+		a.opsRoutes = append(a.opsRoutes, opsRoute)
+	}
+	if err := errors.Join(problems...); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// warnCertificate logs when the service credentials' certificate is close
+// to expiry: IMS rejects JWTs signed for an expired certificate.
+func warnCertificate(log zerolog.Logger, route string, notAfter, now time.Time) {
+	if notAfter.IsZero() {
+		return
+	}
+	left := notAfter.Sub(now)
+	switch {
+	case left <= 0:
+		log.Error().Str("route", route).Time("certificate_not_after", notAfter).
+			Msg("the service credentials' certificate has expired; create a new certificate in the AEM Developer Console and download the credentials again")
+	case left < 30*24*time.Hour:
+		log.Warn().Str("route", route).Time("certificate_not_after", notAfter).
+			Msgf("the service credentials' certificate expires in %d days; create a new certificate in the AEM Developer Console before then", int(left.Hours()/24))
+	}
+}
+
+// serve runs the proxy until ctx is done, then drains and returns.
+func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, stdout io.Writer) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a, err := build(cfg, log, reg)
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", indent(err))
+	}
+	if err := ops.RegisterTokenMetrics(reg, a.opsRoutes); err != nil {
+		return err
+	}
+	metrics := proxy.NewMetrics(reg)
+	admin := ops.New(ops.Options{Routes: a.opsRoutes, Gatherer: reg})
+
+	errorLog := stdlog.New(log.With().Str("component", "http_server").Logger(), "", 0)
+	type server struct {
+		routes int
+		srv    *http.Server
+		ln     net.Listener
+	}
+	var servers []server
+	closeAll := func() {
+		for _, s := range servers {
+			s.ln.Close()
+		}
+	}
+	for addr, routes := range a.listeners {
+		h, err := proxy.New(proxy.Options{Routes: routes, Logger: log, Metrics: metrics})
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("invalid configuration:\n%w", indent(err))
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("proxy listener: %w", err)
+		}
+		warnExposure(log, ln.Addr())
+		servers = append(servers, server{routes: len(routes), ln: ln, srv: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
+			IdleTimeout:       cfg.Server.IdleTimeout,
+			MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+			ErrorLog:          errorLog,
+			// No ReadTimeout or WriteTimeout: uploads and asset downloads
+			// stream for as long as they take.
+		}})
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	adminSrv := &http.Server{
+		Handler:           admin.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          errorLog,
+	}
+
+	runCtx, stopRefresh := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for _, c := range a.caches {
+		wg.Go(func() { c.Run(runCtx) })
+	}
+	serveErr := make(chan error, len(servers)+1)
+	for _, s := range servers {
+		log.Info().Str("addr", s.ln.Addr().String()).Int("routes", s.routes).Msg("proxy listening")
+		wg.Go(func() { serveErr <- s.srv.Serve(s.ln) })
+	}
+	log.Info().Str("addr", adminLn.Addr().String()).Msg("admin listening")
+	wg.Go(func() { serveErr <- adminSrv.Serve(adminLn) })
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("shutting down: readiness is now 503, draining in-flight requests")
+	case err := <-serveErr:
+		failure = fmt.Errorf("server stopped: %w", err)
+		log.Error().Err(err).Msg("server stopped unexpectedly; shutting down")
+	}
+	admin.SetDraining()
+	if cfg.ShutdownDelay > 0 && failure == nil {
+		t := time.NewTimer(cfg.ShutdownDelay)
+		<-t.C
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	var swg sync.WaitGroup
+	for _, s := range servers {
+		swg.Go(func() {
+			if err := s.srv.Shutdown(shutdownCtx); err != nil {
+				log.Warn().Err(err).Msg("shutdown deadline passed; closing remaining connections")
+				s.srv.Close()
+			}
+		})
+	}
+	swg.Wait()
+	adminSrv.Shutdown(shutdownCtx)
+	stopRefresh()
+	wg.Wait()
+	log.Info().Msg("stopped")
+	return failure
+}
+
+// warnExposure says so when the proxy is reachable beyond this machine:
+// anyone who can connect acts as the technical account.
+func warnExposure(log zerolog.Logger, addr net.Addr) {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || tcp.IP.IsLoopback() {
+		return
+	}
+	log.Warn().Str("addr", addr.String()).
+		Msg("the proxy listens beyond loopback: anyone who can reach this address acts with the route's AEM credentials; restrict it with a firewall or network policy")
+}

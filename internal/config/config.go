@@ -1,0 +1,457 @@
+// Package config reads and checks aemproxy's YAML configuration.
+//
+// A file is decoded over Default() with unknown keys rejected, then Validate
+// reports every problem at once. Secrets never live in this file: routes name
+// credentials files, whose contents are read by the program at start.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of one aemproxy process.
+type Config struct {
+	// Listen is the default proxy listener; routes without their own
+	// listen address are served here.
+	Listen string `yaml:"listen"`
+	// AdminListen serves /healthz, /readyz and /metrics.
+	AdminListen string `yaml:"admin_listen"`
+	// ShutdownTimeout bounds how long in-flight requests may take to finish
+	// after SIGTERM before connections are closed.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// ShutdownDelay keeps serving, with /readyz already 503, for this long
+	// after SIGTERM so that load balancers stop sending new requests first.
+	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
+	Log           Log           `yaml:"log"`
+	Server        Server        `yaml:"server"`
+	IMS           IMS           `yaml:"ims"`
+	Routes        []Route       `yaml:"routes"`
+}
+
+// Log selects the log level and format.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or console
+}
+
+// Server holds limits for the proxy listeners.
+type Server struct {
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+}
+
+// IMS configures how aemproxy reaches Adobe IMS.
+type IMS struct {
+	// URL overrides where IMS requests go (a test server, an egress gateway).
+	// It never changes the JWT audience, which stays the credentials' own
+	// imsEndpoint.
+	URL *URL `yaml:"url"`
+	// CAFile is a PEM bundle trusted in addition to the system roots.
+	CAFile string `yaml:"ca_file"`
+	// ProxyURL is the outbound HTTP proxy for IMS; empty means the
+	// HTTPS_PROXY/NO_PROXY environment, "direct" means none.
+	ProxyURL string `yaml:"proxy_url"`
+	// Timeout bounds one IMS request.
+	Timeout time.Duration `yaml:"timeout"`
+	// JWTLifetime is the exp of the signed JWT (5m by default, at most 24h).
+	JWTLifetime time.Duration `yaml:"jwt_lifetime"`
+}
+
+// Route sends the requests it matches to one AEM host with one credential.
+type Route struct {
+	Name string `yaml:"name"`
+	// Upstream is the AEM origin, e.g. https://author-p1-e2.adobeaemcloud.com.
+	Upstream *URL `yaml:"upstream"`
+	// Credentials is the path of the credentials file for this route.
+	Credentials string `yaml:"credentials"`
+	// Listen serves this route on its own address instead of the default
+	// listener.
+	Listen string `yaml:"listen"`
+	// Hosts, when set, restricts the route to requests whose Host header is
+	// one of these names.
+	Hosts []string `yaml:"hosts"`
+	// PathPrefix restricts the route to paths under this prefix.
+	PathPrefix string `yaml:"path_prefix"`
+	// StripPrefix removes PathPrefix before forwarding.
+	StripPrefix bool `yaml:"strip_prefix"`
+	// ExternalURL is the proxy's address as clients know it, used when a
+	// same-origin Location header is rewritten. Default: the request's own.
+	ExternalURL *URL `yaml:"external_url"`
+	// ForwardedHost sends X-Forwarded-Host (the host the client used).
+	ForwardedHost *bool `yaml:"forwarded_host"`
+	// PassCookies lets Cookie and Set-Cookie through; off by default because
+	// a shared proxy must not hand one caller's AEM session to another.
+	PassCookies bool `yaml:"pass_cookies"`
+	// ReplayBodyLimit is the largest request body buffered so that a request
+	// can be replayed after a 401; -1 disables buffering.
+	ReplayBodyLimit int64 `yaml:"replay_body_limit"`
+	// CAFile is a PEM bundle trusted for this upstream in addition to the
+	// system roots.
+	CAFile string `yaml:"ca_file"`
+	// ProxyURL is the outbound HTTP proxy for this upstream; empty means the
+	// HTTPS_PROXY/NO_PROXY environment, "direct" means none.
+	ProxyURL string `yaml:"proxy_url"`
+	// ResponseHeaderTimeout bounds the wait for AEM's response headers.
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+}
+
+// Default returns the configuration used for every key a file leaves out.
+func Default() Config {
+	return Config{
+		Listen:          "127.0.0.1:8080",
+		AdminListen:     "127.0.0.1:9090",
+		ShutdownTimeout: 30 * time.Second,
+		Log:             Log{Level: "info", Format: "json"},
+		Server: Server{
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+		},
+		IMS: IMS{
+			Timeout:     30 * time.Second,
+			JWTLifetime: 5 * time.Minute,
+		},
+	}
+}
+
+// RouteDefaults fills the per-route defaults a route entry leaves out.
+func RouteDefaults(r Route) Route {
+	if r.ResponseHeaderTimeout == 0 {
+		r.ResponseHeaderTimeout = 60 * time.Second
+	}
+	if r.ReplayBodyLimit == 0 {
+		r.ReplayBodyLimit = 64 << 10
+	}
+	if r.PathPrefix == "" {
+		r.PathPrefix = "/"
+	}
+	return r
+}
+
+// Load reads the file at path over Default() and validates the result.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Decode(bytes.NewReader(data))
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.resolvePaths(filepath.Dir(path))
+	return c, nil
+}
+
+// resolvePaths makes the file paths a config file names relative to the
+// directory the file is in, so that it means the same from any working
+// directory.
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.IMS.CAFile)
+	for i := range c.Routes {
+		abs(&c.Routes[i].Credentials)
+		abs(&c.Routes[i].CAFile)
+	}
+}
+
+// Decode reads YAML over Default(), rejecting unknown keys. It does not
+// validate; call Validate once overrides from flags and environment are in.
+func Decode(r io.Reader) (Config, error) {
+	c := Default()
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return c, nil // an empty file means all defaults
+		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			problems := make([]error, 0, len(te.Errors))
+			for _, msg := range te.Errors {
+				problems = append(problems, errors.New(friendlyYAML(msg)))
+			}
+			return Config{}, errors.Join(problems...)
+		}
+		return Config{}, fmt.Errorf("not valid YAML: %w", err)
+	}
+	for i := range c.Routes {
+		c.Routes[i] = RouteDefaults(c.Routes[i])
+	}
+	return c, nil
+}
+
+// friendlyYAML names the YAML section instead of the Go type in yaml.v3's
+// messages ("field foo not found in type config.Route").
+func friendlyYAML(msg string) string {
+	r := strings.NewReplacer(
+		"not found in type config.Config", "is not a known top-level key",
+		"not found in type config.Route", "is not a known key of a route",
+		"not found in type config.IMS", "is not a known key of ims",
+		"not found in type config.Log", "is not a known key of log",
+		"not found in type config.Server", "is not a known key of server",
+		"into time.Duration", "into a duration (write e.g. 30s, 5m, 1h)",
+		"field ", "key ",
+	)
+	return r.Replace(msg)
+}
+
+// URL is an absolute URL in the configuration.
+type URL struct{ url.URL }
+
+// UnmarshalYAML parses the scalar as a URL, reporting a bad one as a type
+// error so that the decoder goes on and reports every problem at once.
+func (u *URL) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	p, err := ParseURL(s)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	*u = *p
+	return nil
+}
+
+// MarshalYAML renders the URL as a string.
+func (u URL) MarshalYAML() (any, error) { return u.String(), nil }
+
+// ParseURL parses an absolute http or https URL. Its errors never repeat a
+// password the URL may hold.
+func ParseURL(s string) (*URL, error) {
+	shown := redactUserinfo(s)
+	p, err := url.Parse(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a URL", shown)
+	}
+	if p.Scheme != "http" && p.Scheme != "https" {
+		return nil, fmt.Errorf("%q: want an http:// or https:// URL", shown)
+	}
+	if p.Host == "" {
+		return nil, fmt.Errorf("%q: no host", shown)
+	}
+	return &URL{*p}, nil
+}
+
+// redactUserinfo hides whatever stands between "://" and the last "@" of
+// the authority.
+func redactUserinfo(s string) string {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return s
+	}
+	rest := s[i+3:]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	at := strings.LastIndex(rest[:end], "@")
+	if at < 0 {
+		return s
+	}
+	return s[:i+3] + "***" + rest[at:]
+}
+
+// checkOrigin reports what keeps u from being a bare origin.
+func checkOrigin(u *URL) error {
+	switch {
+	case u.User != nil:
+		return fmt.Errorf("%s: user info is not allowed here; credentials belong in a credentials file", u.Redacted())
+	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("%s must be an origin (scheme://host[:port]) with no path, query or fragment", u.Redacted())
+	}
+	return nil
+}
+
+// checkProxyURL accepts "", "direct" or an http(s) proxy URL.
+func checkProxyURL(s string) error {
+	if s == "" || s == "direct" {
+		return nil
+	}
+	if _, err := ParseURL(s); err != nil {
+		return fmt.Errorf("%v (or write \"direct\" for no proxy)", err)
+	}
+	return nil
+}
+
+// Validate reports every problem in c at once. It changes nothing.
+func (c *Config) Validate() error {
+	var problems []error
+	add := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
+
+	if err := checkHostPort(c.Listen); err != nil {
+		add("listen: %v", err)
+	}
+	if err := checkHostPort(c.AdminListen); err != nil {
+		add("admin_listen: %v", err)
+	}
+	if c.Listen != "" && c.Listen == c.AdminListen && !strings.HasSuffix(c.Listen, ":0") {
+		add("admin_listen: %s is also the proxy listen address; use another port", c.AdminListen)
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("shutdown_timeout: must be positive, got %v", c.ShutdownTimeout)
+	}
+	if c.ShutdownDelay < 0 {
+		add("shutdown_delay: must not be negative, got %v", c.ShutdownDelay)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		add("log.format: %q is not one of json, console", c.Log.Format)
+	}
+	if c.Server.ReadHeaderTimeout <= 0 {
+		add("server.read_header_timeout: must be positive, got %v", c.Server.ReadHeaderTimeout)
+	}
+	if c.Server.IdleTimeout <= 0 {
+		add("server.idle_timeout: must be positive, got %v", c.Server.IdleTimeout)
+	}
+	if c.Server.MaxHeaderBytes < 4<<10 || c.Server.MaxHeaderBytes > 1<<20 {
+		add("server.max_header_bytes: must be between 4096 and 1048576, got %d", c.Server.MaxHeaderBytes)
+	}
+	if c.IMS.Timeout <= 0 {
+		add("ims.timeout: must be positive, got %v", c.IMS.Timeout)
+	}
+	if c.IMS.JWTLifetime < 10*time.Second || c.IMS.JWTLifetime > 24*time.Hour {
+		add("ims.jwt_lifetime: must be between 10s and 24h, got %v", c.IMS.JWTLifetime)
+	}
+	if u := c.IMS.URL; u != nil && (u.User != nil || u.RawQuery != "" || u.Fragment != "") {
+		add("ims.url: %s: want a base URL with no user info, query or fragment", u.Redacted())
+	}
+	if err := checkProxyURL(c.IMS.ProxyURL); err != nil {
+		add("ims.proxy_url: %v", err)
+	}
+	if c.IMS.CAFile != "" {
+		if err := checkReadable(c.IMS.CAFile); err != nil {
+			add("ims.ca_file: %v", err)
+		}
+	}
+
+	if len(c.Routes) == 0 {
+		add("routes: none configured; give --upstream (and --credentials) or a routes list in the config file")
+	}
+	names := map[string]int{}
+	for i, r := range c.Routes {
+		where := fmt.Sprintf("routes[%d]", i)
+		if r.Name != "" {
+			where = fmt.Sprintf("routes[%d] (%s)", i, r.Name)
+		}
+		switch {
+		case r.Name == "":
+			add("%s.name: empty; every route needs a name for logs and metrics", where)
+		case !routeName.MatchString(r.Name):
+			add("%s.name: %q may hold only letters, digits, '-', '_' and '.'", where, r.Name)
+		default:
+			if j, dup := names[r.Name]; dup {
+				add("%s.name: %q is also the name of routes[%d]", where, r.Name, j)
+			}
+			names[r.Name] = i
+		}
+		if r.Upstream == nil {
+			add("%s.upstream: missing; give the AEM origin, e.g. https://author-p123-e456.adobeaemcloud.com", where)
+		} else if err := checkOrigin(r.Upstream); err != nil {
+			add("%s.upstream: %v", where, err)
+		}
+		if r.ExternalURL != nil && r.ExternalURL.User != nil {
+			add("%s.external_url: %s: user info is not allowed", where, r.ExternalURL.Redacted())
+		}
+		if r.Credentials != "" {
+			if err := checkReadable(r.Credentials); err != nil {
+				add("%s.credentials: %v", where, err)
+			}
+		}
+		if r.Listen != "" {
+			if err := checkHostPort(r.Listen); err != nil {
+				add("%s.listen: %v", where, err)
+			} else if r.Listen == c.AdminListen {
+				add("%s.listen: %s is the admin address", where, r.Listen)
+			}
+		}
+		if !strings.HasPrefix(r.PathPrefix, "/") {
+			add("%s.path_prefix: %q must start with /", where, r.PathPrefix)
+		} else if strings.Contains(r.PathPrefix, "..") || strings.Contains(r.PathPrefix, "//") {
+			add("%s.path_prefix: %q must be a clean path (no .. or //)", where, r.PathPrefix)
+		}
+		if r.StripPrefix && r.PathPrefix == "/" {
+			add("%s.strip_prefix: set, but path_prefix is /; nothing to strip", where)
+		}
+		for j, h := range r.Hosts {
+			if !hostName.MatchString(h) {
+				add("%s.hosts[%d]: %q is not a host name (optionally with :port)", where, j, h)
+			}
+		}
+		if r.ReplayBodyLimit < -1 || r.ReplayBodyLimit > 16<<20 {
+			add("%s.replay_body_limit: must be -1 (off) or up to 16777216 bytes, got %d", where, r.ReplayBodyLimit)
+		}
+		if r.CAFile != "" {
+			if err := checkReadable(r.CAFile); err != nil {
+				add("%s.ca_file: %v", where, err)
+			}
+		}
+		if err := checkProxyURL(r.ProxyURL); err != nil {
+			add("%s.proxy_url: %v", where, err)
+		}
+		if r.ResponseHeaderTimeout <= 0 {
+			add("%s.response_header_timeout: must be positive, got %v", where, r.ResponseHeaderTimeout)
+		}
+	}
+	return errors.Join(problems...)
+}
+
+var (
+	routeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	hostName  = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(:[0-9]{1,5})?$`)
+)
+
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:8080)", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	if host != "" && net.ParseIP(host) == nil && !hostName.MatchString(host) {
+		return fmt.Errorf("%q: %q is not an IP address or host name", addr, host)
+	}
+	return nil
+}
+
+func checkReadable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a directory, want a file", path)
+	}
+	return nil
+}

@@ -1,0 +1,99 @@
+package ims
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+)
+
+// DefaultHTTPTimeout bounds one request to IMS, from dial to the end of the
+// body.
+const DefaultHTTPTimeout = 30 * time.Second
+
+// HTTPClientOptions configure the HTTP client that talks to IMS. The zero
+// value uses the system roots, the proxy environment and a 30 s timeout.
+type HTTPClientOptions struct {
+	// CAFile is a PEM bundle of extra root certificates (e.g. a TLS-inspecting
+	// egress proxy's), added to the system pool.
+	CAFile string
+	// ProxyURL is the proxy for IMS requests; nil means HTTPS_PROXY,
+	// HTTP_PROXY and NO_PROXY from the environment.
+	ProxyURL *url.URL
+	// Timeout bounds each request; 0 means DefaultHTTPTimeout.
+	Timeout time.Duration
+}
+
+// NewHTTPClient returns an HTTP client for IMS alone: its own transport
+// (cloned from http.DefaultTransport), bounded by timeouts, and never
+// following redirects, so a form carrying the client secret is never re-sent
+// to another host.
+func NewHTTPClient(o HTTPClientOptions) (*http.Client, error) {
+	if o.Timeout < 0 {
+		return nil, fmt.Errorf("new IMS HTTP client: negative timeout %v", o.Timeout)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultHTTPTimeout
+	}
+	var t *http.Transport
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = dt.Clone()
+	} else {
+		t = &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:   true,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 10 * time.Second,
+		}
+	}
+	t.Proxy = http.ProxyFromEnvironment
+	if o.ProxyURL != nil {
+		switch o.ProxyURL.Scheme {
+		case "http", "https", "socks5", "socks5h":
+		default:
+			return nil, fmt.Errorf("new IMS HTTP client: proxy URL %q: scheme must be http, https or socks5", o.ProxyURL.Redacted())
+		}
+		if o.ProxyURL.Host == "" {
+			return nil, fmt.Errorf("new IMS HTTP client: proxy URL %q: no host", o.ProxyURL.Redacted())
+		}
+		t.Proxy = http.ProxyURL(o.ProxyURL)
+	}
+	t.ResponseHeaderTimeout = o.Timeout
+	t.MaxIdleConnsPerHost = 2
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CAFile != "" {
+		pool, err := loadCAFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("new IMS HTTP client: %w", err)
+		}
+		tlsConfig.RootCAs = pool
+	}
+	t.TLSClientConfig = tlsConfig
+	return &http.Client{
+		Transport: t,
+		Timeout:   o.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}, nil
+}
+
+// loadCAFile returns the system roots plus the certificates in path.
+func loadCAFile(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read CA bundle: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("read CA bundle %s: no PEM certificates found", path)
+	}
+	return pool, nil
+}
