@@ -311,6 +311,9 @@ func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "
 // describeJSONError explains a JSON syntax or type error with a line and
 // column, never quoting the surrounding input (it may be a secret).
 func describeJSONError(data []byte, err error) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return &FieldError{Problem: "empty file"}
+	}
 	var syn *json.SyntaxError
 	if errors.As(err, &syn) {
 		line, col := lineCol(data, syn.Offset)
@@ -319,9 +322,6 @@ func describeJSONError(data []byte, err error) error {
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) {
 		return &FieldError{Problem: "not a JSON object: the file holds a JSON " + typ.Value}
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return &FieldError{Problem: "empty file"}
 	}
 	return &FieldError{Problem: "not valid JSON"}
 }

@@ -116,27 +116,33 @@ func retryAfterOf(err error) time.Duration {
 }
 
 // sanitize makes server-supplied text safe to print on one line: control
-// characters become spaces, runs of space collapse, and the result is cut to
+// characters and runs of white space become one space, invisible format
+// characters (such as bidi overrides) are dropped, and the result is cut to
 // at most n runes.
 func sanitize(s string, n int) string {
 	var b strings.Builder
 	space := false
 	runes := 0
 	for _, r := range s {
-		if unicode.IsControl(r) || unicode.IsSpace(r) || r == unicode.ReplacementChar || unicode.Is(unicode.Cf, r) {
+		switch {
+		case unicode.Is(unicode.Cf, r) || r == unicode.ReplacementChar:
+			continue
+		case unicode.IsControl(r) || unicode.IsSpace(r):
 			space = b.Len() > 0
 			continue
 		}
-		if runes >= n {
-			b.WriteString("…")
-			break
-		}
 		if space {
+			if runes++; runes > n {
+				break
+			}
 			b.WriteByte(' ')
 			space = false
 		}
+		if runes++; runes > n {
+			b.WriteString("…")
+			break
+		}
 		b.WriteRune(r)
-		runes++
 	}
 	return b.String()
 }

@@ -251,6 +251,9 @@ func decodeTokenResponse(status int, header http.Header, body []byte, unit time.
 		}
 		tok.IssuedAt, tok.ExpiresAt = now, now.Add(time.Duration(n)*unit)
 	}
+	if tok.ExpiresAt.Sub(now) > maxTokenLifetime {
+		return Token{}, fmt.Errorf("%w: token expires at %s, implausibly far in the future", ErrMalformedResponse, tok.ExpiresAt.UTC().Format(time.RFC3339))
+	}
 	if !tok.ValidAt(now) {
 		return Token{}, fmt.Errorf("%w: IMS returned a token that expired at %s (now %s): check this machine's clock",
 			ErrMalformedResponse, tok.ExpiresAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))

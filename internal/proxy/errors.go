@@ -123,6 +123,7 @@ func writeError(w http.ResponseWriter, f failure, route, requestID string) {
 	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	h["X-Content-Type-Options"] = []string{"nosniff"}
 	h["Cache-Control"] = []string{"no-store"}
+	h["X-Request-Id"] = []string{requestID}
 	if f.retryAfter > 0 {
 		h["Retry-After"] = []string{strconv.FormatInt(int64(math.Ceil(f.retryAfter.Seconds())), 10)}
 	}

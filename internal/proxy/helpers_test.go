@@ -23,12 +23,14 @@ import (
 )
 
 // fakeTokens hands out "secret-token-1", "secret-token-2", ...: each
-// successful Invalidate of the current token makes the next Token call
-// return the next one. It counts calls and fails on demand.
+// Invalidate of the current token makes the next Token call return the
+// next one, unless keep is set (as ims.Cache keeps a just-fetched token).
+// It counts calls and fails on demand.
 type fakeTokens struct {
 	mu            sync.Mutex
 	n             int
 	issued        time.Time
+	keep          bool
 	err           error
 	calls         int
 	invalidations int
@@ -53,7 +55,7 @@ func (f *fakeTokens) Invalidate(token string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.invalidations++
-	if token != f.current() {
+	if f.keep || token != f.current() {
 		return false
 	}
 	f.n++
@@ -70,6 +72,9 @@ func (f *fakeTokens) counts() (calls, invalidations int) {
 func newTokens() *fakeTokens {
 	return &fakeTokens{issued: time.Now().Add(-time.Hour)}
 }
+
+// recordBodyLimit is how much of a request body the fake AEM keeps.
+const recordBodyLimit = 1 << 20
 
 // recorded is what the fake AEM received.
 type recorded struct {
@@ -88,26 +93,39 @@ type fakeAEM struct {
 	reqs []recorded
 }
 
-const recordBodyLimit = 1 << 20
-
 func newAEM(t *testing.T, handle http.HandlerFunc) *fakeAEM {
 	t.Helper()
 	a := &fakeAEM{}
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := recorded{Method: r.Method, Host: r.Host, RequestURI: r.RequestURI, Header: r.Header.Clone()}
-		if r.ContentLength >= 0 && r.ContentLength <= recordBodyLimit {
-			rec.Body, _ = io.ReadAll(r.Body)
-			r.Body = io.NopCloser(bytes.NewReader(rec.Body))
-		}
-		a.mu.Lock()
-		a.reqs = append(a.reqs, rec)
-		a.mu.Unlock()
+		// Keep the body as the handler reads it, so that a handler can
+		// watch a stream arrive; what it leaves unread is read after.
+		var body capped
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.TeeReader(r.Body, &body), r.Body}
 		if handle != nil {
 			handle(w, r)
 		}
+		io.Copy(io.Discard, io.LimitReader(r.Body, recordBodyLimit))
+		rec.Body = body.Bytes()
+		a.mu.Lock()
+		a.reqs = append(a.reqs, rec)
+		a.mu.Unlock()
 	}))
 	t.Cleanup(a.Close)
 	return a
+}
+
+// capped keeps the first recordBodyLimit bytes written to it.
+type capped struct{ bytes.Buffer }
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := recordBodyLimit - c.Len(); room > 0 {
+		c.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }
 
 func (a *fakeAEM) requests() []recorded {
@@ -301,3 +319,34 @@ type retryAfterError struct{ error }
 func (retryAfterError) RetryAfter() time.Duration { return 2500 * time.Millisecond }
 
 var errIMSRejected = errors.New("IMS rejected the client secret of integration cm-p1-e2 (401 invalid_client); check the credentials file")
+
+func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
+
+// recorder is a minimal ResponseWriter that keeps the status and counts
+// the body, reusable across requests.
+type recorder struct {
+	h      http.Header
+	status int
+	n      int
+}
+
+func (w *recorder) Header() http.Header { return w.h }
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.n += len(p)
+	return len(p), nil
+}
+
+func (w *recorder) reset() {
+	clear(w.h)
+	w.status, w.n = 0, 0
+}

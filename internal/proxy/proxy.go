@@ -42,7 +42,6 @@ type Handler struct {
 	buffers   *bufferPool
 	errorLog  *log.Logger
 	exchanges sync.Pool
-	now       func() time.Time
 }
 
 // New validates the routes and returns a Handler serving them. It reports
@@ -57,7 +56,6 @@ func New(o Options) (*Handler, error) {
 		ids:      newRequestIDs(),
 		buffers:  newBufferPool(),
 		errorLog: log.New(debugWriter{o.Logger}, "", 0),
-		now:      time.Now,
 	}
 	h.exchanges.New = func() any { return h.newExchange() }
 
@@ -121,11 +119,10 @@ func New(o Options) (*Handler, error) {
 // JSON error.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := h.exchanges.Get().(*exchange)
-	x.start = h.now()
+	x.start = time.Now()
 	x.in = r
 	x.rw = responseWriter{w: w}
 	x.id = []string{h.ids.requestID(r.Header)}
-	w.Header()["X-Request-Id"] = x.id
 	defer h.finish(x)
 	x.serve()
 	x.done = true
@@ -136,7 +133,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // http.ErrAbortHandler) is recorded too; such an exchange may still be
 // referenced by the transport and is not reused.
 func (h *Handler) finish(x *exchange) {
-	dur := h.now().Sub(x.start)
+	dur := time.Since(x.start)
 	r := x.in
 	status := x.rw.status
 	switch {
@@ -192,14 +189,13 @@ type exchange struct {
 	rp httputil.ReverseProxy
 	rw responseWriter
 
-	in          *http.Request
-	route       *route
-	start       time.Time
-	id          []string // X-Request-Id, shared by the outbound request and the response
-	token       string
-	tokenIssued time.Time
-	body        []byte // the buffered request body, when replayable
-	bodyMode    bodyMode
+	in       *http.Request
+	route    *route
+	start    time.Time
+	id       []string // X-Request-Id, shared by the outbound request and the response
+	token    string
+	body     []byte // the buffered request body, when replayable
+	bodyMode bodyMode
 
 	upstreamStatus int
 	replayed       bool
@@ -260,7 +256,7 @@ func (x *exchange) serve() {
 			x.fail(&tokenError{err})
 			return
 		}
-		x.token, x.tokenIssued = tok.AccessToken, tok.IssuedAt
+		x.token = tok.AccessToken
 		// Only a request that carries a token can meet a 401 worth
 		// replaying, so only then is its body worth buffering.
 		if err := x.readBody(); err != nil {
@@ -416,25 +412,19 @@ func (x *exchange) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-// minInvalidateAge is how old a token must be before a 401 is taken as a
-// sign that it went stale. AEM also answers 401 to tokens it will never
-// accept on a path (an OAuth token on a classic path, protocol §4); a
-// refresh would not help there, and invalidating on every such request
-// would make IMS mint tokens until it throttles the integration.
-const minInvalidateAge = 30 * time.Second
-
-// roundTrip sends the request upstream. When AEM answers 401 to a token
-// that is not brand new, it invalidates that token and, if the request can
-// be sent again (no body, or a buffered one), replays it once with a fresh
-// token. 403 (permissions, allow-list, CSRF) is never a reason to refresh.
+// roundTrip sends the request upstream. When AEM answers 401, it
+// invalidates the token and, if the request can be sent again (no body, or
+// a buffered one) and the source then has a different token, replays it
+// once with that. 403 (permissions, allow-list, CSRF) is never a reason to
+// refresh. Whether a 401 really ends a token is the source's call: AEM also
+// answers 401 to tokens it will never take on a path (an OAuth token on a
+// classic path, protocol §4), and ims.Cache keeps a just-fetched token
+// rather than make IMS mint tokens for nothing.
 func (x *exchange) roundTrip(req *http.Request) (*http.Response, error) {
 	rt := x.route
 	res, err := rt.transport.RoundTrip(req)
 	if err != nil || res.StatusCode != http.StatusUnauthorized || x.token == "" {
 		return res, err
-	}
-	if !x.tokenIssued.IsZero() && x.h.now().Sub(x.tokenIssued) < minInvalidateAge {
-		return res, nil
 	}
 	if rt.invalidator != nil {
 		rt.invalidator.Invalidate(x.token)
@@ -460,7 +450,7 @@ func (x *exchange) roundTrip(req *http.Request) (*http.Response, error) {
 	_, _ = io.CopyN(io.Discard, res.Body, 4<<10)
 	res.Body.Close()
 
-	x.token, x.tokenIssued = tok.AccessToken, tok.IssuedAt
+	x.token = tok.AccessToken
 	x.replayed = true
 	rt.metrics.replay()
 	return rt.transport.RoundTrip(retry)
@@ -471,7 +461,9 @@ func (x *exchange) roundTrip(req *http.Request) (*http.Response, error) {
 func (x *exchange) modifyResponse(res *http.Response) error {
 	x.upstreamStatus = res.StatusCode
 	h := res.Header
-	delete(h, "X-Request-Id") // ours is already set
+	// Set here rather than before proxying: ReverseProxy clears the
+	// response headers after relaying a 1xx (103 Early Hints).
+	h["X-Request-Id"] = x.id
 	if !x.route.passCookies {
 		delete(h, "Set-Cookie")
 	}

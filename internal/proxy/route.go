@@ -267,10 +267,15 @@ func normalizeOrigin(scheme, host string) string {
 	return host
 }
 
-// sameOrigin reports whether the absolute URL u is on the route's upstream.
+// sameOrigin reports whether the absolute (or scheme-relative) URL u is on
+// the route's upstream.
 func (rt *route) sameOrigin(u *url.URL) bool {
-	return strings.EqualFold(u.Scheme, rt.upstream.Scheme) &&
-		normalizeOrigin(u.Scheme, u.Host) == rt.origin
+	scheme := u.Scheme
+	if scheme == "" {
+		scheme = rt.upstream.Scheme
+	}
+	return strings.EqualFold(scheme, rt.upstream.Scheme) &&
+		normalizeOrigin(scheme, u.Host) == rt.origin
 }
 
 // compileRoute validates r and prepares it for serving. Every problem is

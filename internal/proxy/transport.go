@@ -52,7 +52,7 @@ const (
 // options applied. Like every http.Transport it never follows redirects.
 func NewTransport(o TransportOptions) (*http.Transport, error) {
 	if o.Direct && o.ProxyURL != nil {
-		return nil, errors.New("transport: both Direct and a proxy URL given; choose one")
+		return nil, errors.New("both Direct and a proxy URL given; choose one")
 	}
 	for _, d := range []struct {
 		name string
@@ -64,11 +64,11 @@ func NewTransport(o TransportOptions) (*http.Transport, error) {
 		{"idle connection timeout", o.IdleConnTimeout},
 	} {
 		if d.v < 0 {
-			return nil, fmt.Errorf("transport: %s %v is negative", d.name, d.v)
+			return nil, fmt.Errorf("%s %v is negative", d.name, d.v)
 		}
 	}
 	if o.MaxIdleConnsPerHost < 0 {
-		return nil, fmt.Errorf("transport: max idle connections per host %d is negative", o.MaxIdleConnsPerHost)
+		return nil, fmt.Errorf("max idle connections per host %d is negative", o.MaxIdleConnsPerHost)
 	}
 
 	t := http.DefaultTransport.(*http.Transport).Clone()
@@ -120,9 +120,9 @@ func orDefault[T comparable](v, def T) T {
 func checkProxyURL(u *url.URL) error {
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5":
-		return fmt.Errorf("transport: proxy URL %s: scheme must be http, https or socks5", u.Redacted())
+		return fmt.Errorf("proxy URL %s: scheme must be http, https or socks5", u.Redacted())
 	case u.Host == "":
-		return fmt.Errorf("transport: proxy URL %s: no host", u.Redacted())
+		return fmt.Errorf("proxy URL %s: no host", u.Redacted())
 	}
 	return nil
 }
@@ -131,14 +131,14 @@ func checkProxyURL(u *url.URL) error {
 func certPool(file string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("transport: read CA bundle: %w", err)
+		return nil, fmt.Errorf("read CA bundle: %w", err)
 	}
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("transport: CA bundle %s holds no PEM certificate", file)
+		return nil, fmt.Errorf("CA bundle %s holds no PEM certificate", file)
 	}
 	return pool, nil
 }

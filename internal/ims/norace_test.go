@@ -1,0 +1,5 @@
+//go:build !race
+
+package ims
+
+const raceEnabled = false
