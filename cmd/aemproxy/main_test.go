@@ -459,7 +459,7 @@ func TestNoSecretInLogs(t *testing.T) {
 	req.Header.Set("Cookie", "login-token=cookie-secret")
 	h.do(req)
 	h.ims.RevokeAll()
-	h.get("/content/b.json")                                     // 401 → replay with a new token
+	h.get("/content/b.json")                                        // 401 → replay with a new token
 	h.ims.Fail(1, http.StatusUnauthorized, "invalid_client", "", 0) // a failed exchange on the next refresh
 	h.ims.RevokeAll()
 	h.get("/content/c.json")
