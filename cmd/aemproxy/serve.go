@@ -119,7 +119,7 @@ func build(cfg config.Config, log zerolog.Logger, reg prometheus.Registerer) (*a
 			}
 			cache := ims.NewCache(x, ims.CacheOptions{
 				Name:    rc.Name,
-				Logger:  log.With().Str("route", rc.Name).Logger(),
+				Logger:  log,
 				OnFetch: imsMetrics.Observer(rc.Name),
 			})
 			r.Tokens = cache

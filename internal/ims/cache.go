@@ -40,9 +40,11 @@ type CacheOptions struct {
 	// PermanentBackoff is the delay after a permanent failure (a bad client,
 	// signature or scope); 0 means 10 min.
 	PermanentBackoff time.Duration
-	// MinInvalidateInterval: Invalidate ignores a token fetched less than this
-	// long ago, so an AEM that rejects every token cannot make us hammer
-	// IMS; 0 means 30 s.
+	// MinInvalidateInterval: after Invalidate has dropped a token, further
+	// invalidations within this interval are ignored, so an AEM that rejects
+	// every token cannot make us hammer IMS (one exchange per request);
+	// 0 means 30 s. The first invalidation always takes effect, however
+	// young the token: a token revoked right after it was issued is useless.
 	MinInvalidateInterval time.Duration
 	// Logger receives one line per fetch; the zero value discards them.
 	Logger zerolog.Logger
@@ -115,6 +117,9 @@ type cacheSnapshot struct {
 	usableUntil time.Time
 	// nextAttempt is the earliest time for the next fetch.
 	nextAttempt time.Time
+
+	// lastInvalidated is when Invalidate last dropped a token.
+	lastInvalidated time.Time
 
 	lastAttempt, lastSuccess time.Time
 	lastErr                  error
@@ -212,7 +217,9 @@ func (e *UnavailableError) Error() string {
 	if e.Route != "" {
 		msg += fmt.Sprintf(" for route %q", e.Route)
 	}
-	msg += ": " + e.Err.Error()
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
 	if e.RetryIn > 0 {
 		msg += " (next attempt in " + roundDuration(e.RetryIn).String() + ")"
 	}
@@ -220,6 +227,10 @@ func (e *UnavailableError) Error() string {
 }
 
 func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// RetryAfter is how long a client should wait before trying again; the
+// proxy sends it as Retry-After.
+func (e *UnavailableError) RetryAfter() time.Duration { return e.RetryIn }
 
 func roundDuration(d time.Duration) time.Duration {
 	if d >= 10*time.Second {
@@ -255,7 +266,7 @@ func (c *Cache) fetchFunc(ctx context.Context, observed *cacheSnapshot) func() (
 		tok, err := c.src.Token(ctx)
 		end := c.opt.Now()
 		if err == nil && !tok.ValidAt(end) {
-			err = fmt.Errorf("token source returned %v, expired at %s", tok, end.UTC().Format(time.RFC3339))
+			err = fmt.Errorf("token source returned %v, not valid at %s", tok, end.UTC().Format(time.RFC3339))
 		}
 		s := c.record(start, end, tok, err)
 		c.logFetch(s, end.Sub(start), err)
@@ -371,8 +382,8 @@ func (c *Cache) logFetch(s *cacheSnapshot, d time.Duration, err error) {
 // Invalidate drops accessToken if it is the current token, because AEM
 // rejected it, and starts fetching a new one (unless IMS asked us to wait).
 // It reports whether it dropped the token: only the first call for a given
-// token does, and a token fetched less than MinInvalidateInterval ago is
-// kept.
+// token does, and none does within MinInvalidateInterval of the last one
+// that did.
 func (c *Cache) Invalidate(accessToken string) bool {
 	if accessToken == "" {
 		return false
@@ -384,14 +395,15 @@ func (c *Cache) Invalidate(accessToken string) bool {
 		c.mu.Unlock()
 		return false
 	}
-	if age := now.Sub(s.fetchedAt); age < c.opt.MinInvalidateInterval {
+	if !s.lastInvalidated.IsZero() && now.Sub(s.lastInvalidated) < c.opt.MinInvalidateInterval {
 		c.mu.Unlock()
 		c.log.Warn().Str("route", c.opt.Name).Time("token_expires_at", s.tok.ExpiresAt).
-			Int64("token_age_ms", age.Milliseconds()).
-			Msg("AEM rejected a just-fetched IMS token; keeping it (check the AEM environment and the integration)")
+			Int64("token_age_ms", now.Sub(s.fetchedAt).Milliseconds()).
+			Msg("AEM rejected a freshly exchanged IMS token too; keeping it (check that the integration has access to this AEM environment)")
 		return false
 	}
 	n := *s
+	n.lastInvalidated = now
 	n.tok, n.fetchedAt, n.refreshAt, n.usableUntil = Token{}, time.Time{}, time.Time{}, time.Time{}
 	inBackoff := n.lastErr != nil && now.Before(n.nextAttempt)
 	if !inBackoff {

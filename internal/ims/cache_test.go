@@ -406,25 +406,20 @@ func TestCacheInvalidate(t *testing.T) {
 	fetched.wait(t)
 
 	clock.Advance(10 * time.Second)
-	tests := []struct {
+	for _, tt := range []struct {
 		name  string
 		token string
-		want  bool
 	}{
-		{"empty", "", false},
-		{"not the current token", "token-9", false},
-		{"current but just fetched", tok.AccessToken, false},
-	}
-	for _, tt := range tests {
-		if got := c.Invalidate(tt.token); got != tt.want {
-			t.Errorf("%s: Invalidate = %v; want %v", tt.name, got, tt.want)
+		{"empty", ""},
+		{"not the current token", "token-9"},
+	} {
+		if c.Invalidate(tt.token) {
+			t.Errorf("%s: Invalidate = true; want false", tt.name)
 		}
 	}
-	if !strings.Contains(logs.String(), "keeping it") {
-		t.Errorf("ignored invalidation not logged:\n%s", logs.String())
-	}
 
-	clock.Advance(time.Minute)
+	// The first invalidation takes effect even for a just-fetched token,
+	// and only one of many concurrent callers triggers the refetch.
 	var wins atomic.Int32
 	var wg sync.WaitGroup
 	for range 20 {
@@ -439,8 +434,32 @@ func TestCacheInvalidate(t *testing.T) {
 		t.Errorf("%d concurrent Invalidate calls returned true; want 1", wins.Load())
 	}
 	fetched.wait(t)
+	tok2 := mustToken(t, c)
+	if tok2.AccessToken != "token-2" || src.Calls() != 2 {
+		t.Errorf("after Invalidate Token() = %s after %d calls; want token-2 after 2", tok2.AccessToken, src.Calls())
+	}
+
+	// AEM rejecting the new token too, within MinInvalidateInterval, must
+	// not cost another exchange: the token is kept and the fact logged.
+	clock.Advance(10 * time.Second)
+	if c.Invalidate(tok2.AccessToken) {
+		t.Error("second invalidation within 30s: Invalidate = true; want false")
+	}
+	if !strings.Contains(logs.String(), "keeping it") {
+		t.Errorf("ignored invalidation not logged:\n%s", logs.String())
+	}
 	if got := mustToken(t, c); got.AccessToken != "token-2" || src.Calls() != 2 {
-		t.Errorf("after Invalidate Token() = %s after %d calls; want token-2 after 2", got.AccessToken, src.Calls())
+		t.Errorf("Token() = %s after %d calls; want token-2 kept, 2 calls", got.AccessToken, src.Calls())
+	}
+
+	// Once the interval has passed, an invalidation takes effect again.
+	clock.Advance(time.Minute)
+	if !c.Invalidate(tok2.AccessToken) {
+		t.Error("invalidation after the interval: Invalidate = false; want true")
+	}
+	fetched.wait(t)
+	if got := mustToken(t, c); got.AccessToken != "token-3" {
+		t.Errorf("Token() = %s; want token-3", got.AccessToken)
 	}
 }
 
@@ -712,5 +731,38 @@ func TestNoSecretInErrorsOrLogs(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("logs lack %s:\n%s", want, logs.String())
 		}
+	}
+}
+
+func TestCacheFetchReusesNewerResult(t *testing.T) {
+	clock := newFakeClock()
+	src := &fakeSource{now: clock.Now, lifetime: time.Hour}
+	c := newTestCache(src, clock, CacheOptions{})
+	stale := c.state.Load()
+	tok := mustToken(t, c)
+
+	// A caller that saw the empty cache joins late: the fresh token is reused.
+	v, err := c.fetchFunc(t.Context(), stale)()
+	if err != nil || v.(Token) != tok || src.Calls() != 1 {
+		t.Errorf("late fetch = %v, %v after %d calls; want the cached token and 1 call", v, err, src.Calls())
+	}
+
+	// A late caller during a backoff gets the last error, or the token while
+	// it is still usable, without calling IMS.
+	outage := &Error{StatusCode: 503}
+	src.set(func(s *fakeSource) { s.failAll = outage })
+	clock.Advance(45 * time.Minute)
+	beforeFailure := c.state.Load()
+	if _, err := c.fetchFunc(t.Context(), beforeFailure)(); !errors.Is(err, outage) {
+		t.Fatalf("fetch error = %v; want the outage", err)
+	}
+	v, err = c.fetchFunc(t.Context(), beforeFailure)()
+	if err != nil || v.(Token) != tok {
+		t.Errorf("late fetch in backoff with a usable token = %v, %v; want the token", v, err)
+	}
+	clock.Advance(20 * time.Minute)
+	c.record(clock.Now(), clock.Now(), Token{}, outage)
+	if _, err := c.fetchFunc(t.Context(), beforeFailure)(); !errors.Is(err, outage) || src.Calls() != 2 {
+		t.Errorf("late fetch in backoff without a token: %v after %d calls; want the outage after 2", err, src.Calls())
 	}
 }

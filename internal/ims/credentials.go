@@ -114,9 +114,11 @@ func ParseServiceCredentials(data []byte) (*ServiceCredentials, error) {
 	p := &credentialsParser{}
 	p.checkStatus(top)
 
+	// Without the "integration" object, accept the integration's fields at
+	// the top level (the object on its own, as some tools save it).
 	integration, prefix := top, ""
 	if raw, ok := top["integration"]; ok {
-		prefix = "integration."
+		integration, prefix = nil, "integration."
 		if err := json.Unmarshal(raw, &integration); err != nil || integration == nil {
 			p.add("integration", "not a JSON object")
 			return nil, p.err()

@@ -329,6 +329,7 @@ func TestParseServiceCredentialsWholeFile(t *testing.T) {
 		{"null", "null", "not a JSON object"},
 		{"no integration", `{"ok": true, "statusCode": 200}`, "integration: missing"},
 		{"integration not object", `{"integration": 3}`, "integration: not a JSON object"},
+		{"top-level fields do not leak into integration", `{"imsEndpoint": "ims-na1.adobelogin.com", "integration": {}}`, "integration.imsEndpoint: missing"},
 		{"local dev token", `{"ok": true, "accessToken": "eyJ..."}`, "accessToken: this is a local development token file"},
 		{"developer console project", `{"project": {}}`, "project: this is an Adobe Developer Console project file"},
 		{"ok false", strings.Replace(string(good), `"ok": true`, `"ok": false`, 1), "ok: false"},

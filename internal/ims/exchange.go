@@ -19,8 +19,9 @@ import (
 const (
 	// DefaultJWTLifetime is how long the JWT sent to IMS is valid.
 	DefaultJWTLifetime = 5 * time.Minute
-	// minJWTLifetime leaves room for IMS's 30 s of clock skew and a slow request.
-	minJWTLifetime = time.Minute
+	// minJWTLifetime leaves room for a slow request (IMS adds 30 s of skew);
+	// the config accepts the same range.
+	minJWTLifetime = 10 * time.Second
 
 	maxResponseBytes = 1 << 20
 	// maxTokenLifetime bounds a lifetime read from IMS: IMS tokens live 24 h,
@@ -42,7 +43,7 @@ type ExchangeOptions struct {
 	// Client sends the request; nil means NewHTTPClient(HTTPClientOptions{}).
 	Client *http.Client
 	// JWTLifetime is the validity of each JWT; 0 means DefaultJWTLifetime.
-	// It must be between 1 minute and MaxJWTLifetime.
+	// It must be between 10 seconds and MaxJWTLifetime.
 	JWTLifetime time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time

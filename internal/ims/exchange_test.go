@@ -378,7 +378,7 @@ func TestNewJWTExchangeOptions(t *testing.T) {
 		{name: "defaults", creds: sc, endpoint: "https://ims-na1.adobelogin.com/ims/exchange/jwt"},
 		{name: "base with path", creds: sc, o: ExchangeOptions{BaseURL: mustURL("http://127.0.0.1:9/gw/")}, endpoint: "http://127.0.0.1:9/gw/ims/exchange/jwt"},
 		{name: "nil credentials", want: "new JWT exchange: service credentials: no service credentials"},
-		{name: "lifetime too long", creds: sc, o: ExchangeOptions{JWTLifetime: 25 * time.Hour}, want: "new JWT exchange: JWT lifetime 25h0m0s: must be between 1m0s and 24h0m0s"},
+		{name: "lifetime too long", creds: sc, o: ExchangeOptions{JWTLifetime: 25 * time.Hour}, want: "new JWT exchange: JWT lifetime 25h0m0s: must be between 10s and 24h0m0s"},
 		{name: "lifetime too short", creds: sc, o: ExchangeOptions{JWTLifetime: time.Second}, want: "new JWT exchange: JWT lifetime 1s"},
 		{name: "negative lifetime", creds: sc, o: ExchangeOptions{JWTLifetime: -time.Minute}, want: "new JWT exchange: JWT lifetime -1m0s"},
 		{name: "base ftp", creds: sc, o: ExchangeOptions{BaseURL: mustURL("ftp://x")}, want: `new JWT exchange: IMS URL "ftp://x": scheme must be https or http`},

@@ -1,7 +1,6 @@
 package ims
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -39,14 +38,9 @@ func (c *ServiceCredentials) jwtClaims(exp time.Time) (jwt.MapClaims, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	host, err := normalizeIMSEndpoint(c.IMSEndpoint)
-	if err != nil {
-		return nil, err
-	}
-	scopes, err := cleanMetascopes(c.Metascopes)
-	if err != nil {
-		return nil, errors.New("no metascopes")
-	}
+	// validate has checked that both succeed.
+	host, _ := normalizeIMSEndpoint(c.IMSEndpoint)
+	scopes, _ := cleanMetascopes(c.Metascopes)
 	claims := jwt.MapClaims{
 		"iss": c.Org,
 		"sub": c.TechnicalAccountID,

@@ -188,9 +188,13 @@ func (s *IMS) Register(c *Credentials) {
 	})
 }
 
-// RegisterIntegration binds in, replacing any integration with its client id.
+// RegisterIntegration binds in, replacing any integration with its client
+// id. An empty IMSEndpoint means DefaultIMSEndpoint.
 func (s *IMS) RegisterIntegration(in Integration) {
 	in.Metascopes = append([]string(nil), in.Metascopes...)
+	if in.IMSEndpoint == "" {
+		in.IMSEndpoint = DefaultIMSEndpoint
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.integrations[in.ClientID] = in
