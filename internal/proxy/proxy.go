@@ -390,6 +390,16 @@ func (x *exchange) rewrite(pr *httputil.ProxyRequest) {
 	}
 	if x.token != "" {
 		h["Authorization"] = rt.authorization(x.token)
+	} else if rt.staticAuth != nil {
+		h["Authorization"] = rt.staticAuth
+	}
+	// A route with an API key decides X-Api-Key; one without passes the
+	// client's on.
+	if rt.apiKey != nil {
+		delete(h, "X-Api-Key")
+		if rt.wantsAPIKey(out.URL.Path) {
+			h["X-Api-Key"] = rt.apiKey
+		}
 	}
 	h["X-Request-Id"] = x.id
 

@@ -873,3 +873,44 @@ func TestNilMetricsAreUsable(t *testing.T) {
 	rm.done("GET", 200, 1, 1)
 	NewMetrics(nil).forRoute("x").done("GET", 200, 1, 1)
 }
+
+func TestFixedAuthorizationReplacesTheClients(t *testing.T) {
+	aem := newAEM(t, nil)
+	p := newProxy(t, nil, Route{Name: "sdk", Upstream: aem.url(t), Authorization: "Basic YWRtaW46YWRtaW4="})
+	req, _ := http.NewRequest(http.MethodGet, p.URL+"/content", nil)
+	req.SetBasicAuth("someone", "else")
+	do(t, req)
+	if v := aem.requests()[0].Header.Values("Authorization"); len(v) != 1 || v[0] != "Basic YWRtaW46YWRtaW4=" {
+		t.Errorf("Authorization = %q; want exactly the route's fixed value", v)
+	}
+}
+
+func TestAPIKeyOnlyOnItsPaths(t *testing.T) {
+	aem := newAEM(t, nil)
+	p := newProxy(t, nil,
+		Route{Name: "author", Upstream: aem.url(t), Tokens: newTokens(), APIKey: "cm-p1-e2-client"},
+		Route{Name: "other", Upstream: aem.url(t), Tokens: newTokens(), APIKey: "k2", APIKeyPaths: []string{"/api/"}, PathPrefix: "/x", StripPrefix: true},
+	)
+	tests := []struct {
+		path string
+		want string
+	}{
+		{"/adobe/sites/cf/fragments", "cm-p1-e2-client"},
+		{"/content/wknd.json", ""},
+		{"/adobe", ""},
+		{"/x/api/assets/a.json", "k2"}, // matched on the forwarded path, after the prefix is stripped
+		{"/x/adobe/sites", ""},
+	}
+	for i, tt := range tests {
+		req, _ := http.NewRequest(http.MethodGet, p.URL+tt.path, nil)
+		req.Header.Set("X-Api-Key", "client-supplied")
+		do(t, req)
+		got := aem.requests()[i].Header.Values("X-Api-Key")
+		switch {
+		case tt.want == "" && len(got) != 0:
+			t.Errorf("%s: X-Api-Key = %q; want none", tt.path, got)
+		case tt.want != "" && (len(got) != 1 || got[0] != tt.want):
+			t.Errorf("%s: X-Api-Key = %q; want [%s]", tt.path, got, tt.want)
+		}
+	}
+}

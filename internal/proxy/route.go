@@ -35,6 +35,16 @@ type Route struct {
 	// Tokens supplies the bearer token. Nil forwards with no Authorization
 	// at all (a local AEM SDK, or pass-through).
 	Tokens ims.TokenSource
+	// Authorization is a fixed Authorization header value, e.g. HTTP Basic
+	// for a local AEM SDK. It is used only when Tokens is nil.
+	Authorization ims.Secret
+	// APIKey is sent as X-Api-Key on requests whose forwarded path starts
+	// with one of APIKeyPaths: AEM's OpenAPI-based APIs under /adobe/ want
+	// the OAuth client id there (protocol §4). Empty sends none.
+	APIKey string
+	// APIKeyPaths are the path prefixes that get APIKey; nil means
+	// ["/adobe/"].
+	APIKeyPaths []string
 	// ExternalURL is the proxy's address as clients know it, the base of
 	// rewritten Location headers. Nil uses the scheme and host of the
 	// inbound request.
@@ -81,6 +91,12 @@ type route struct {
 	passCookies bool
 	metrics     *routeMetrics
 
+	// staticAuth is Route.Authorization as a header value; nil for none.
+	staticAuth []string
+	// apiKey is Route.APIKey as a header value; nil for none.
+	apiKey      []string
+	apiKeyPaths []string
+
 	// bearer caches the Authorization value for the current token so that
 	// requests do not build the same string again and again.
 	bearer atomic.Pointer[bearerHeader]
@@ -107,6 +123,17 @@ func (rt *route) authorization(token string) []string {
 	b := &bearerHeader{token: token, value: []string{"Bearer " + token}}
 	rt.bearer.Store(b)
 	return b.value
+}
+
+// wantsAPIKey reports whether a request for the forwarded path gets
+// X-Api-Key.
+func (rt *route) wantsAPIKey(path string) bool {
+	for _, p := range rt.apiKeyPaths {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
 }
 
 type hostPattern struct {
@@ -304,6 +331,24 @@ func compileRoute(i int, r Route) (*route, error) {
 	}
 	if inv, ok := r.Tokens.(invalidator); ok {
 		rt.invalidator = inv
+	}
+	if r.Authorization != "" {
+		if r.Tokens != nil {
+			add("both a token source and a fixed Authorization; give one")
+		}
+		rt.staticAuth = []string{r.Authorization.Reveal()}
+	}
+	if r.APIKey != "" {
+		rt.apiKey = []string{r.APIKey}
+		rt.apiKeyPaths = r.APIKeyPaths
+		if rt.apiKeyPaths == nil {
+			rt.apiKeyPaths = []string{"/adobe/"}
+		}
+		for _, p := range rt.apiKeyPaths {
+			if !strings.HasPrefix(p, "/") {
+				add("API key path %q: must start with /", p)
+			}
+		}
 	}
 	if rt.replayLimit == 0 {
 		rt.replayLimit = defaultReplayBodyLimit
