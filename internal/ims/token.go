@@ -27,6 +27,9 @@ type Token struct {
 	IssuedAt time.Time
 	// ExpiresAt is when IMS stops accepting the token.
 	ExpiresAt time.Time
+	// Scheme is the Authorization scheme the token goes with; "" means
+	// "Bearer". A local AEM SDK's HTTP Basic credential uses "Basic".
+	Scheme string
 }
 
 // IsZero reports whether t holds no token.

@@ -194,6 +194,7 @@ type exchange struct {
 	start    time.Time
 	id       []string // X-Request-Id, shared by the outbound request and the response
 	token    string
+	scheme   string // of token; "" means Bearer
 	body     []byte // the buffered request body, when replayable
 	bodyMode bodyMode
 
@@ -256,7 +257,7 @@ func (x *exchange) serve() {
 			x.fail(&tokenError{err})
 			return
 		}
-		x.token = tok.AccessToken
+		x.token, x.scheme = tok.AccessToken, tok.Scheme
 		// Only a request that carries a token can meet a 401 worth
 		// replaying, so only then is its body worth buffering.
 		if err := x.readBody(); err != nil {
@@ -389,7 +390,7 @@ func (x *exchange) rewrite(pr *httputil.ProxyRequest) {
 		delete(h, "Cookie")
 	}
 	if x.token != "" {
-		h["Authorization"] = rt.authorization(x.token)
+		h["Authorization"] = rt.authorization(x.scheme, x.token)
 	} else if rt.staticAuth != nil {
 		h["Authorization"] = rt.staticAuth
 	}
@@ -455,12 +456,12 @@ func (x *exchange) roundTrip(req *http.Request) (*http.Response, error) {
 			return res, nil
 		}
 	}
-	retry.Header["Authorization"] = rt.authorization(tok.AccessToken)
+	retry.Header["Authorization"] = rt.authorization(tok.Scheme, tok.AccessToken)
 	// Drain a little so the connection can be reused, then let it go.
 	_, _ = io.CopyN(io.Discard, res.Body, 4<<10)
 	res.Body.Close()
 
-	x.token = tok.AccessToken
+	x.token, x.scheme = tok.AccessToken, tok.Scheme
 	x.replayed = true
 	rt.metrics.replay()
 	return rt.transport.RoundTrip(retry)

@@ -109,18 +109,22 @@ type invalidator interface {
 }
 
 type bearerHeader struct {
-	token string
-	value []string
+	scheme, token string
+	value         []string
 }
 
-// authorization returns the outbound Authorization header value for token.
-// The slice is shared by concurrent requests: it has capacity 1, so an Add
-// copies it rather than writing into it, and nothing sets its element.
-func (rt *route) authorization(token string) []string {
-	if b := rt.bearer.Load(); b != nil && b.token == token {
+// authorization returns the outbound Authorization header value for a
+// token of the given scheme ("" means Bearer). The slice is shared by
+// concurrent requests: it has capacity 1, so an Add copies it rather than
+// writing into it, and nothing sets its element.
+func (rt *route) authorization(scheme, token string) []string {
+	if b := rt.bearer.Load(); b != nil && b.token == token && b.scheme == scheme {
 		return b.value
 	}
-	b := &bearerHeader{token: token, value: []string{"Bearer " + token}}
+	if scheme == "" {
+		scheme = "Bearer"
+	}
+	b := &bearerHeader{scheme: scheme, token: token, value: []string{scheme + " " + token}}
 	rt.bearer.Store(b)
 	return b.value
 }
