@@ -38,8 +38,21 @@ var settings = []setting{
 		}
 		return onlyRoute(c, func(r *config.Route) { r.Upstream = u })
 	}},
-	{"credentials", "service credentials JSON from the AEM Developer Console (single-route form)", func(c *config.Config, v string) error {
-		return onlyRoute(c, func(r *config.Route) { r.Credentials = v })
+	{"credentials", "credentials file, kind detected from its content: AEM service credentials JSON, OAuth server-to-server JSON, local development token, or {username,password} (single-route form)", func(c *config.Config, v string) error {
+		// A file named on the command line wins over AEMPROXY_TOKEN.
+		return onlyRoute(c, func(r *config.Route) { r.Credentials, r.Token = v, "" })
+	}},
+	{"credentials-kind", "state the credentials kind instead of detecting it: service_credentials, oauth_server_to_server, dev_token, basic, sdk_defaults, none (single-route form)", func(c *config.Config, v string) error {
+		return onlyRoute(c, func(r *config.Route) { r.CredentialsKind = v })
+	}},
+	{"oauth-credential", "name of the OAuth server-to-server credential to use from a workspace JSON holding several (single-route form)", func(c *config.Config, v string) error {
+		return onlyRoute(c, func(r *config.Route) { r.OAuthCredential = v })
+	}},
+	{"basic-user", "HTTP Basic user for a local AEM SDK; the password comes from --basic-password-file or AEMPROXY_BASIC_PASSWORD (single-route form)", func(c *config.Config, v string) error {
+		return onlyRoute(c, func(r *config.Route) { r.Basic.Username = v })
+	}},
+	{"basic-password-file", "file holding the HTTP Basic password (single-route form)", func(c *config.Config, v string) error {
+		return onlyRoute(c, func(r *config.Route) { r.Basic.PasswordFile = v; r.Basic.PasswordEnv = "" })
 	}},
 	{"upstream-ca-file", "PEM bundle trusted for the upstream in addition to system roots (single-route form)", func(c *config.Config, v string) error {
 		return onlyRoute(c, func(r *config.Route) { r.CAFile = v })
@@ -91,7 +104,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		values[i] = fs.String(s.name, "", s.usage+" (env "+s.env()+")")
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage:\n  aemproxy [flags]\n  aemproxy demo [flags]\n  aemproxy version\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage:\n  aemproxy [flags]\n  aemproxy demo [flags]\n  aemproxy token --credentials FILE [--ims-url URL]\n  aemproxy check (--config FILE | --credentials FILE) [--online]\n  aemproxy version\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -101,7 +114,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		return config.Config{}, usageError{err}
 	}
 	if fs.NArg() > 0 {
-		return config.Config{}, usageError{fmt.Errorf("unexpected argument %q; commands are demo and version, and flags start with -", fs.Arg(0))}
+		return config.Config{}, usageError{fmt.Errorf("unexpected argument %q; commands are demo, token, check and version, and flags start with -", fs.Arg(0))}
 	}
 
 	cfg := config.Default()
@@ -119,6 +132,22 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var problems []error
+	// Secrets come only from the environment, never from flags (which any
+	// local user can read in the process list).
+	if tok := strings.TrimSpace(getenv("AEMPROXY_TOKEN")); tok != "" {
+		if err := onlyRoute(&cfg, func(r *config.Route) { r.Token = tok }); err != nil {
+			problems = append(problems, fmt.Errorf("AEMPROXY_TOKEN: %w", err))
+		}
+	}
+	if getenv("AEMPROXY_BASIC_PASSWORD") != "" {
+		if err := onlyRoute(&cfg, func(r *config.Route) {
+			if r.Basic.PasswordFile == "" {
+				r.Basic.PasswordEnv = "AEMPROXY_BASIC_PASSWORD"
+			}
+		}); err != nil {
+			problems = append(problems, fmt.Errorf("AEMPROXY_BASIC_PASSWORD: %w", err))
+		}
+	}
 	for i, s := range settings {
 		if v := getenv(s.env()); v != "" && !set[s.name] {
 			if err := s.apply(&cfg, v); err != nil {

@@ -6,6 +6,8 @@
 //
 //	aemproxy [flags]          run the proxy (see -h)
 //	aemproxy demo [flags]     run against a built-in simulated IMS and AEM
+//	aemproxy token [flags]    exchange credentials once and print the token
+//	aemproxy check [flags]    validate configuration and credentials
 //	aemproxy version          print version information
 package main
 
@@ -62,6 +64,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return nil
 		case "demo":
 			return runDemo(ctx, args[2:], stdout, stderr)
+		case "token":
+			return runToken(ctx, args[2:], getenv, stdout, stderr)
+		case "check":
+			return runCheck(ctx, args[2:], getenv, stdout, stderr)
 		case "help":
 			args = []string{args[0], "-h"}
 		}
@@ -70,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, newLogger(cfg.Log, stderr), stdout)
+	return serve(ctx, cfg, getenv, newLogger(cfg.Log, stderr), stdout)
 }
 
 func versionString() string {

@@ -62,6 +62,9 @@ type harness struct {
 type harnessOptions struct {
 	imsDown bool
 	extra   []string // more flags
+	// credentials, if set, replaces --credentials with these flags.
+	credentials func(h *harness) []string
+	env         map[string]string
 }
 
 func startHarness(t *testing.T, o harnessOptions) *harness {
@@ -106,14 +109,20 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 
-	args := append([]string{"aemproxy",
+	args := []string{"aemproxy",
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--upstream", h.aemURL, "--credentials", h.credsPath, "--ims-url", h.imsURL,
-		"--log-level", "debug",
-	}, o.extra...)
+		"--upstream", h.aemURL, "--ims-url", h.imsURL, "--log-level", "debug",
+	}
+	if o.credentials != nil {
+		args = append(args, o.credentials(h)...)
+	} else {
+		args = append(args, "--credentials", h.credsPath)
+	}
+	args = append(args, o.extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
-	go func() { h.done <- run(ctx, args, func(string) string { return "" }, io.Discard, h.logs) }()
+	getenv := func(k string) string { return o.env[k] }
+	go func() { h.done <- run(ctx, args, getenv, io.Discard, h.logs) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -9,7 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,34 +38,22 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 
 // app is everything serve builds from a validated configuration.
 type app struct {
-	caches    []*ims.Cache
+	providers []*ims.Provider
 	listeners map[string][]proxy.Route // by listen address
 	opsRoutes []ops.Route
 }
 
 // build loads every route's credentials and transport. It reports every
 // problem at once and starts nothing.
-func build(cfg config.Config, log zerolog.Logger, reg prometheus.Registerer) (*app, error) {
+func build(cfg config.Config, getenv func(string) string, log zerolog.Logger, reg prometheus.Registerer) (*app, error) {
 	a := &app{listeners: map[string][]proxy.Route{}}
 	var problems []error
 
-	var imsProxy *url.URL
-	if cfg.IMS.ProxyURL != "" && cfg.IMS.ProxyURL != "direct" {
-		u, err := url.Parse(cfg.IMS.ProxyURL)
-		if err != nil {
-			problems = append(problems, fmt.Errorf("ims.proxy_url: %w", err))
-		}
-		imsProxy = u
-	}
-	imsClient, err := ims.NewHTTPClient(ims.HTTPClientOptions{CAFile: cfg.IMS.CAFile, ProxyURL: imsProxy, Timeout: cfg.IMS.Timeout})
+	deps, err := newIMSDeps(cfg)
 	if err != nil {
-		problems = append(problems, fmt.Errorf("ims: %w", err))
+		problems = append(problems, err)
 	}
 	imsMetrics := ops.NewIMSMetrics(reg)
-	var imsBase *url.URL
-	if cfg.IMS.URL != nil {
-		imsBase = &cfg.IMS.URL.URL
-	}
 
 	transports := map[proxy.TransportOptions]*http.Transport{}
 	for _, rc := range cfg.Routes {
@@ -98,35 +89,30 @@ func build(cfg config.Config, log zerolog.Logger, reg prometheus.Registerer) (*a
 			ReplayBodyLimit: rc.ReplayBodyLimit,
 			ForwardedHost:   rc.ForwardedHost,
 			PassCookies:     rc.PassCookies,
+			APIKeyPaths:     rc.APIKeyPaths,
 		}
 		if rc.ExternalURL != nil {
 			r.ExternalURL = &rc.ExternalURL.URL
 		}
 		opsRoute := ops.Route{Name: rc.Name}
-		if rc.Credentials == "" {
+		p, err := newProvider(rc, deps, getenv, log, imsMetrics.Observer(rc.Name))
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Errorf("route %s: %w", rc.Name, err))
+			continue
+		case p == nil && rc.CredentialsKind == "none":
+			log.Info().Str("route", rc.Name).Str("upstream", rc.Upstream.Redacted()).
+				Msg("credentials_kind none: requests are forwarded without an Authorization header")
+		case p == nil:
 			log.Warn().Str("route", rc.Name).Str("upstream", rc.Upstream.Redacted()).
-				Msg("route has no credentials: requests are forwarded without an Authorization header (fine for a local AEM SDK, not for AEM as a Cloud Service)")
-		} else {
-			creds, err := ims.LoadServiceCredentials(rc.Credentials)
-			if err != nil {
-				problems = append(problems, fmt.Errorf("route %s: %w", rc.Name, err))
-				continue
-			}
-			x, err := ims.NewJWTExchange(creds, ims.ExchangeOptions{BaseURL: imsBase, Client: imsClient, JWTLifetime: cfg.IMS.JWTLifetime})
-			if err != nil {
-				problems = append(problems, fmt.Errorf("route %s: %w", rc.Name, err))
-				continue
-			}
-			cache := ims.NewCache(x, ims.CacheOptions{
-				Name:    rc.Name,
-				Logger:  log,
-				OnFetch: imsMetrics.Observer(rc.Name),
-			})
-			r.Tokens = cache
-			opsRoute.Tokens = cache
-			a.caches = append(a.caches, cache)
-			warnCertificate(log, rc.Name, creds.CertificateNotAfter(), time.Now())
+				Msg("route has no credentials: requests are forwarded without an Authorization header (fine for a local AEM SDK with anonymous access; for AEM as a Cloud Service give --credentials; for the SDK's admin:admin give --credentials-kind sdk_defaults)")
+		default:
+			r.Tokens = p
+			opsRoute.Tokens = p
+			a.providers = append(a.providers, p)
+			log.Info().Str("route", rc.Name).Str("credentials_kind", string(p.Kind())).Str("upstream", rc.Upstream.Redacted()).Msg("route ready to authenticate")
 		}
+		r.APIKey = apiKey(rc, p)
 		listen := rc.Listen
 		if listen == "" {
 			listen = cfg.Listen
@@ -140,28 +126,11 @@ func build(cfg config.Config, log zerolog.Logger, reg prometheus.Registerer) (*a
 	return a, nil
 }
 
-// warnCertificate logs when the service credentials' certificate is close
-// to expiry: IMS rejects JWTs signed for an expired certificate.
-func warnCertificate(log zerolog.Logger, route string, notAfter, now time.Time) {
-	if notAfter.IsZero() {
-		return
-	}
-	left := notAfter.Sub(now)
-	switch {
-	case left <= 0:
-		log.Error().Str("route", route).Time("certificate_not_after", notAfter).
-			Msg("the service credentials' certificate has expired; create a new certificate in the AEM Developer Console and download the credentials again")
-	case left < 30*24*time.Hour:
-		log.Warn().Str("route", route).Time("certificate_not_after", notAfter).
-			Msgf("the service credentials' certificate expires in %d days; create a new certificate in the AEM Developer Console before then", int(left.Hours()/24))
-	}
-}
-
 // serve runs the proxy until ctx is done, then drains and returns.
-func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, stdout io.Writer) error {
+func serve(ctx context.Context, cfg config.Config, getenv func(string) string, log zerolog.Logger, stdout io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a, err := build(cfg, log, reg)
+	a, err := build(cfg, getenv, log, reg)
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", indent(err))
 	}
@@ -218,9 +187,28 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, stdout io
 
 	runCtx, stopRefresh := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	for _, c := range a.caches {
-		wg.Go(func() { c.Run(runCtx) })
+	for _, p := range a.providers {
+		wg.Go(func() { p.Run(runCtx) })
 	}
+	// SIGHUP re-reads every credentials file now (they are also watched).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Go(func() {
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-hup:
+				log.Info().Msg("SIGHUP: reloading credentials")
+				for _, p := range a.providers {
+					if err := p.Reload(); err != nil {
+						log.Warn().Err(err).Msg("credentials reload refused; keeping the current credential")
+					}
+				}
+			}
+		}
+	})
 	serveErr := make(chan error, len(servers)+1)
 	for _, s := range servers {
 		log.Info().Str("addr", s.ln.Addr().String()).Int("routes", s.routes).Msg("proxy listening")

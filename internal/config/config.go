@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,8 +77,33 @@ type Route struct {
 	Name string `yaml:"name"`
 	// Upstream is the AEM origin, e.g. https://author-p1-e2.adobeaemcloud.com.
 	Upstream *URL `yaml:"upstream"`
-	// Credentials is the path of the credentials file for this route.
+	// Credentials is the path of the credentials file for this route: AEM
+	// service credentials, an OAuth server-to-server credential (Developer
+	// Console workspace JSON or client_id/client_secret/scopes), a local
+	// development token, or {"username","password"} for HTTP Basic. The
+	// kind is detected from the content. The file is watched and reloaded.
 	Credentials string `yaml:"credentials"`
+	// CredentialsKind states the kind instead of detecting it:
+	// service_credentials, oauth_server_to_server, dev_token, basic,
+	// sdk_defaults (HTTP Basic admin:admin, the local AEM SDK's default) or
+	// none (forward without Authorization).
+	CredentialsKind string `yaml:"credentials_kind"`
+	// OAuthCredential picks a credential by name from a workspace JSON that
+	// holds several.
+	OAuthCredential string `yaml:"oauth_credential"`
+	// Basic gives HTTP Basic credentials without a credentials file.
+	Basic Basic `yaml:"basic"`
+	// APIKey controls X-Api-Key, which AEM's OpenAPI-based APIs need: ""
+	// sends the OAuth client id on APIKeyPaths for OAuth credentials and
+	// nothing otherwise; "off" never sends one; any other value is sent as
+	// the key.
+	APIKey string `yaml:"api_key"`
+	// APIKeyPaths are the path prefixes that get X-Api-Key; default
+	// [/adobe/].
+	APIKeyPaths []string `yaml:"api_key_paths"`
+	// Token is a local development token given in the environment
+	// (AEMPROXY_TOKEN), never in the file.
+	Token string `yaml:"-"`
 	// Listen serves this route on its own address instead of the default
 	// listener.
 	Listen string `yaml:"listen"`
@@ -108,6 +134,20 @@ type Route struct {
 	// ResponseHeaderTimeout bounds the wait for AEM's response headers.
 	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
 }
+
+// Basic is HTTP Basic authentication for a local AEM SDK. The password
+// comes from a file or an environment variable, never from this file.
+type Basic struct {
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+}
+
+// IsZero reports whether no Basic credentials are configured.
+func (b Basic) IsZero() bool { return b == Basic{} }
+
+// Credential kinds a route may state in credentials_kind.
+var credentialKinds = []string{"service_credentials", "oauth_server_to_server", "dev_token", "basic", "sdk_defaults", "none"}
 
 // Default returns the configuration used for every key a file leaves out.
 func Default() Config {
@@ -168,6 +208,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.IMS.CAFile)
 	for i := range c.Routes {
 		abs(&c.Routes[i].Credentials)
+		abs(&c.Routes[i].Basic.PasswordFile)
 		abs(&c.Routes[i].CAFile)
 	}
 }
@@ -377,11 +418,7 @@ func (c *Config) Validate() error {
 		if r.ExternalURL != nil && r.ExternalURL.User != nil {
 			add("%s.external_url: %s: user info is not allowed", where, r.ExternalURL.Redacted())
 		}
-		if r.Credentials != "" {
-			if err := checkReadable(r.Credentials); err != nil {
-				add("%s.credentials: %v", where, err)
-			}
-		}
+		problems = append(problems, r.validateCredentials(where)...)
 		if r.Listen != "" {
 			if err := checkHostPort(r.Listen); err != nil {
 				add("%s.listen: %v", where, err)
@@ -418,6 +455,71 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(problems...)
+}
+
+// validateCredentials checks the keys that choose a route's credential.
+func (r *Route) validateCredentials(where string) []error {
+	var problems []error
+	add := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
+	kind := r.CredentialsKind
+	if kind != "" && !slices.Contains(credentialKinds, kind) {
+		add("%s.credentials_kind: %q is not one of %s", where, kind, strings.Join(credentialKinds, ", "))
+	}
+	if r.Credentials != "" {
+		if err := checkReadable(r.Credentials); err != nil {
+			add("%s.credentials: %v", where, err)
+		}
+	}
+	given := 0
+	for _, set := range []bool{r.Credentials != "", r.Token != "", !r.Basic.IsZero()} {
+		if set {
+			given++
+		}
+	}
+	if given > 1 {
+		add("%s: give one of credentials, basic and AEMPROXY_TOKEN, not several", where)
+	}
+	switch kind {
+	case "none", "sdk_defaults":
+		if given > 0 {
+			add("%s.credentials_kind: %s takes no credentials, but some are given", where, kind)
+		}
+	case "basic":
+		if r.Credentials == "" && r.Basic.IsZero() {
+			add("%s.basic: credentials_kind is basic; give basic.username with basic.password_file or basic.password_env, or a credentials file with username and password", where)
+		}
+	case "dev_token":
+		if r.Credentials == "" && r.Token == "" {
+			add("%s.credentials: credentials_kind is dev_token; give the token file (or AEMPROXY_TOKEN)", where)
+		}
+	case "service_credentials", "oauth_server_to_server":
+		if r.Credentials == "" {
+			add("%s.credentials: credentials_kind is %s; give the credentials file", where, kind)
+		}
+	}
+	if !r.Basic.IsZero() {
+		b := r.Basic
+		if b.Username == "" {
+			add("%s.basic.username: empty", where)
+		}
+		if (b.PasswordFile == "") == (b.PasswordEnv == "") {
+			add("%s.basic: give exactly one of password_file and password_env", where)
+		}
+		if b.PasswordFile != "" {
+			if err := checkReadable(b.PasswordFile); err != nil {
+				add("%s.basic.password_file: %v", where, err)
+			}
+		}
+	}
+	if r.OAuthCredential != "" && kind != "" && kind != "oauth_server_to_server" {
+		add("%s.oauth_credential: only applies to oauth_server_to_server credentials", where)
+	}
+	for j, p := range r.APIKeyPaths {
+		if !strings.HasPrefix(p, "/") {
+			add("%s.api_key_paths[%d]: %q must start with /", where, j, p)
+		}
+	}
+	return problems
 }
 
 var (

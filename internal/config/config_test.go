@@ -128,6 +128,22 @@ func TestValidate(t *testing.T) {
 		{"replay limit", func(c *Config) { c.Routes[0].ReplayBodyLimit = 1 << 30 }, []string{"replay_body_limit"}},
 		{"proxy url", func(c *Config) { c.Routes[0].ProxyURL = "socks://user:pw@proxy" }, []string{"proxy_url", "direct"}},
 		{"route on admin address", func(c *Config) { c.Routes[0].Listen = c.AdminListen }, []string{"is the admin address"}},
+		{"unknown kind", func(c *Config) { c.Routes[0].CredentialsKind = "jwt" }, []string{`credentials_kind: "jwt" is not one of service_credentials, oauth_server_to_server, dev_token, basic, sdk_defaults, none`}},
+		{"none with credentials", func(c *Config) { c.Routes[0].CredentialsKind = "none" }, []string{"none takes no credentials"}},
+		{"two credentials", func(c *Config) { c.Routes[0].Token = "tok" }, []string{"give one of credentials, basic and AEMPROXY_TOKEN"}},
+		{"basic without password", func(c *Config) {
+			c.Routes[0].Credentials = ""
+			c.Routes[0].Basic = Basic{Username: "admin"}
+		}, []string{"give exactly one of password_file and password_env"}},
+		{"basic kind without anything", func(c *Config) {
+			c.Routes[0].Credentials = ""
+			c.Routes[0].CredentialsKind = "basic"
+		}, []string{"credentials_kind is basic"}},
+		{"oauth name on another kind", func(c *Config) {
+			c.Routes[0].CredentialsKind = "dev_token"
+			c.Routes[0].OAuthCredential = "x"
+		}, []string{"oauth_credential: only applies"}},
+		{"api key path", func(c *Config) { c.Routes[0].APIKeyPaths = []string{"adobe"} }, []string{`api_key_paths[0]: "adobe" must start with /`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -92,7 +92,8 @@ func (o *CacheOptions) setDefaults() {
 // rather than calling IMS. Token never returns an expired token. Run keeps
 // the token fresh without traffic. A Cache is safe for concurrent use.
 type Cache struct {
-	src   TokenSource
+	// src is replaced by SetSource; a fetch records which one it used.
+	src   atomic.Pointer[sourceRef]
 	opt   CacheOptions
 	log   zerolog.Logger
 	group singleflight.Group
@@ -106,6 +107,10 @@ type Cache struct {
 	// wake nudges Run to re-plan after a fetch or an invalidation.
 	wake chan struct{}
 }
+
+// sourceRef holds a Cache's source. Each SetSource stores a new one, so
+// comparing pointers tells whether a fetch used the current source.
+type sourceRef struct{ ts TokenSource }
 
 // cacheSnapshot is an immutable view of the cache.
 type cacheSnapshot struct {
@@ -139,14 +144,37 @@ const flightKey = "token"
 func NewCache(src TokenSource, o CacheOptions) *Cache {
 	o.setDefaults()
 	c := &Cache{
-		src:  src,
 		opt:  o,
 		log:  o.Logger,
 		rand: rand.Float64,
 		wake: make(chan struct{}, 1),
 	}
 	c.state.Store(&cacheSnapshot{})
+	c.src.Store(&sourceRef{ts: src})
 	return c
+}
+
+// SetSource replaces the source, e.g. because the credentials file changed,
+// and fetches from src at once: the current token, while usable, is still
+// served until src's token arrives (in the background, and Run is woken);
+// without one, callers wait on that fetch. Backoff earned by the old source
+// is forgotten. A fetch from the old source that is still in flight keeps
+// the single-fetch guarantee: it completes, its token (if any) is kept but
+// counts as stale, its error does not put src in backoff, and the fetch from
+// src follows it.
+func (c *Cache) SetSource(src TokenSource) {
+	c.mu.Lock()
+	c.src.Store(&sourceRef{ts: src})
+	n := *c.state.Load()
+	n.refreshAt = time.Time{}
+	n.nextAttempt = time.Time{}
+	n.lastErr = nil
+	n.failures = 0
+	c.state.Store(&n)
+	c.mu.Unlock()
+
+	c.group.DoChan(flightKey, c.fetchFunc(context.Background(), &n))
+	c.nudgeRun()
 }
 
 // Token returns a valid access token; see Cache for how it is obtained. When
@@ -262,13 +290,14 @@ func (c *Cache) fetchFunc(ctx context.Context, observed *cacheSnapshot) func() (
 
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opt.FetchTimeout)
 		defer cancel()
+		src := c.src.Load()
 		start := c.opt.Now()
-		tok, err := c.src.Token(ctx)
+		tok, err := src.ts.Token(ctx)
 		end := c.opt.Now()
 		if err == nil && !tok.ValidAt(end) {
 			err = fmt.Errorf("token source returned %v, not valid at %s", tok, end.UTC().Format(time.RFC3339))
 		}
-		s := c.record(start, end, tok, err)
+		s := c.recordFrom(src, start, end, tok, err)
 		c.logFetch(s, end.Sub(start), err)
 		if c.opt.OnFetch != nil {
 			c.opt.OnFetch(end.Sub(start), err)
@@ -281,12 +310,30 @@ func (c *Cache) fetchFunc(ctx context.Context, observed *cacheSnapshot) func() (
 	}
 }
 
-// record stores the outcome of a fetch and plans the next one.
+// record stores the outcome of a fetch from the current source.
 func (c *Cache) record(start, end time.Time, tok Token, err error) *cacheSnapshot {
+	return c.recordFrom(c.src.Load(), start, end, tok, err)
+}
+
+// recordFrom stores the outcome of a fetch from src and plans the next one.
+// When SetSource has replaced src meanwhile, a token is kept but left stale,
+// and an error is counted but changes no plan.
+func (c *Cache) recordFrom(src *sourceRef, start, end time.Time, tok Token, err error) *cacheSnapshot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := *c.state.Load()
 	n.exchanges++
+	if src != c.src.Load() {
+		if err != nil {
+			n.failuresTotal++
+		} else {
+			n.tok, n.fetchedAt = tok, end
+			_, n.usableUntil = c.schedule(tok, end)
+			n.refreshAt, n.nextAttempt = time.Time{}, time.Time{}
+		}
+		c.state.Store(&n)
+		return &n
+	}
 	n.lastAttempt = start
 	if err == nil {
 		n.tok, n.fetchedAt = tok, end
@@ -507,7 +554,7 @@ func (c *Cache) State() CacheState {
 		Exchanges:           s.exchanges,
 		Failures:            s.failuresTotal,
 	}
-	if cs, ok := c.src.(interface{ CertificateNotAfter() time.Time }); ok {
+	if cs, ok := c.src.Load().ts.(interface{ CertificateNotAfter() time.Time }); ok {
 		st.CertificateNotAfter = cs.CertificateNotAfter()
 	}
 	return st

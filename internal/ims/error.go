@@ -22,6 +22,10 @@ type Error struct {
 	Description string
 	// RetryAfter is the server's Retry-After, or 0.
 	RetryAfter time.Duration
+
+	// clientCredentials marks an answer to the OAuth client-credentials
+	// grant (spec §4) rather than the JWT exchange: the hints differ.
+	clientCredentials bool
 }
 
 const (
@@ -62,6 +66,17 @@ func (e *Error) Error() string {
 
 // hint tells a person what to check for the common failures.
 func (e *Error) hint() string {
+	if e.clientCredentials {
+		switch e.Code {
+		case "invalid_client":
+			if e.StatusCode == http.StatusUnauthorized {
+				return "check client_id and client_secret of the OAuth server-to-server credential"
+			}
+			return "IMS does not know this client: check client_id of the OAuth server-to-server credential, or whether it was deleted"
+		case "invalid_scope":
+			return "the scopes in the credentials file are not all granted to this OAuth credential; compare them with the Adobe Developer Console"
+		}
+	}
 	switch e.Code {
 	case "invalid_client":
 		if e.StatusCode == http.StatusUnauthorized {

@@ -65,7 +65,7 @@ func NewJWTExchange(c *ServiceCredentials, o ExchangeOptions) (*JWTExchange, err
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("new JWT exchange: service credentials: %w", err)
 	}
-	x := &JWTExchange{creds: *c, client: o.Client, lifetime: o.JWTLifetime, now: o.Now}
+	x := &JWTExchange{creds: *c, lifetime: o.JWTLifetime, now: o.Now}
 	x.creds.IMSEndpoint, _ = normalizeIMSEndpoint(c.IMSEndpoint)
 	if x.lifetime == 0 {
 		x.lifetime = DefaultJWTLifetime
@@ -76,22 +76,32 @@ func NewJWTExchange(c *ServiceCredentials, o ExchangeOptions) (*JWTExchange, err
 	if x.now == nil {
 		x.now = time.Now
 	}
-	base := &url.URL{Scheme: "https", Host: x.creds.IMSEndpoint}
+	var err error
+	x.endpoint, x.client, err = exchangeEndpoint(x.creds.IMSEndpoint, o, "ims", "exchange", "jwt")
+	if err != nil {
+		return nil, fmt.Errorf("new JWT exchange: %w", err)
+	}
+	return x, nil
+}
+
+// exchangeEndpoint returns the URL of an IMS token endpoint (path under
+// o.BaseURL, or under https://{host}) and the client to send to it.
+func exchangeEndpoint(host string, o ExchangeOptions, path ...string) (string, *http.Client, error) {
+	base := &url.URL{Scheme: "https", Host: host}
 	if o.BaseURL != nil {
 		if err := checkBaseURL(o.BaseURL); err != nil {
-			return nil, fmt.Errorf("new JWT exchange: %w", err)
+			return "", nil, err
 		}
 		base = o.BaseURL
 	}
-	x.endpoint = base.JoinPath("ims", "exchange", "jwt").String()
-	if x.client == nil {
-		client, err := NewHTTPClient(HTTPClientOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("new JWT exchange: %w", err)
+	client := o.Client
+	if client == nil {
+		var err error
+		if client, err = NewHTTPClient(HTTPClientOptions{}); err != nil {
+			return "", nil, err
 		}
-		x.client = client
 	}
-	return x, nil
+	return base.JoinPath(path...).String(), client, nil
 }
 
 // checkBaseURL accepts an absolute http(s) URL without user info, query or
@@ -150,6 +160,9 @@ type tokenRequest struct {
 	now  func() time.Time
 	// secrets are scrubbed from anything IMS echoes back.
 	secrets []string
+	// clientCredentials marks the OAuth grant, whose failures need other
+	// hints than the JWT exchange's.
+	clientCredentials bool
 }
 
 // requestToken posts r.form to r.endpoint and decodes the answer.
@@ -179,6 +192,7 @@ func requestToken(ctx context.Context, r tokenRequest) (Token, error) {
 		if errors.As(err, &e) {
 			e.Description = scrub(e.Description, r.secrets)
 			e.Code = scrub(e.Code, r.secrets)
+			e.clientCredentials = r.clientCredentials
 			return Token{}, e
 		}
 		return Token{}, fmt.Errorf("read IMS response from %s: %w", r.endpoint, err)

@@ -199,6 +199,7 @@ type exchange struct {
 	bodyMode bodyMode
 
 	upstreamStatus int
+	upstreamLength int64 // the response's Content-Length, -1 if unknown
 	replayed       bool
 	clientGone     bool
 	err            error
@@ -220,11 +221,18 @@ func (h *Handler) newExchange() *exchange {
 		ModifyResponse: x.modifyResponse,
 		ErrorHandler:   x.errorHandler,
 		Transport:      roundTripperFunc(x.roundTrip),
-		BufferPool:     h.buffers,
+		BufferPool:     x,
 		ErrorLog:       h.errorLog,
 	}
 	return x
 }
+
+// Get lends ReverseProxy the buffer that copies the response body, sized
+// for the body's length (ReverseProxy calls it after modifyResponse).
+func (x *exchange) Get() []byte { return x.h.buffers.get(x.upstreamLength) }
+
+// Put takes back a buffer from Get.
+func (x *exchange) Put(b []byte) { x.h.buffers.put(b) }
 
 func (x *exchange) reset() {
 	rp, h := x.rp, x.h
@@ -471,6 +479,7 @@ func (x *exchange) roundTrip(req *http.Request) (*http.Response, error) {
 // client.
 func (x *exchange) modifyResponse(res *http.Response) error {
 	x.upstreamStatus = res.StatusCode
+	x.upstreamLength = res.ContentLength
 	h := res.Header
 	// Set here rather than before proxying: ReverseProxy clears the
 	// response headers after relaying a 1xx (103 Early Hints).

@@ -121,10 +121,13 @@ func (rt *route) authorization(scheme, token string) []string {
 	if b := rt.bearer.Load(); b != nil && b.token == token && b.scheme == scheme {
 		return b.value
 	}
-	if scheme == "" {
-		scheme = "Bearer"
+	// Keyed by the scheme as given ("" for Bearer, the common case), not
+	// the defaulted name, or every Bearer request would miss.
+	name := scheme
+	if name == "" {
+		name = "Bearer"
 	}
-	b := &bearerHeader{scheme: scheme, token: token, value: []string{scheme + " " + token}}
+	b := &bearerHeader{scheme: scheme, token: token, value: []string{name + " " + token}}
 	rt.bearer.Store(b)
 	return b.value
 }

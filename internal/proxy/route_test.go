@@ -159,3 +159,26 @@ func TestSameOrigin(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthorizationIsBuiltOncePerToken checks that the header value is
+// reused while the token stays the same, for every scheme, and rebuilt when
+// it changes.
+func TestAuthorizationIsBuiltOncePerToken(t *testing.T) {
+	rt := &route{}
+	for _, c := range []struct{ scheme, token, want string }{
+		{"", "tok-1", "Bearer tok-1"},
+		{"", "tok-2", "Bearer tok-2"},
+		{"Basic", "YTpi", "Basic YTpi"},
+	} {
+		first := rt.authorization(c.scheme, c.token)
+		if len(first) != 1 || first[0] != c.want {
+			t.Fatalf("authorization(%q, %q) = %q; want [%q]", c.scheme, c.token, first, c.want)
+		}
+		if allocs := testing.AllocsPerRun(10, func() { rt.authorization(c.scheme, c.token) }); allocs != 0 {
+			t.Errorf("authorization(%q, ...) allocates %v times per call once built; want 0", c.scheme, allocs)
+		}
+		if again := rt.authorization(c.scheme, c.token); &again[0] != &first[0] {
+			t.Errorf("authorization(%q, ...) built a new value for the same token", c.scheme)
+		}
+	}
+}

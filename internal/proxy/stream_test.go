@@ -199,3 +199,27 @@ func TestStreamingResponsesFlushAtOnce(t *testing.T) {
 		})
 	}
 }
+
+func TestCopyBufferSizes(t *testing.T) {
+	bp := newBufferPool()
+	for _, c := range []struct {
+		length int64
+		want   int
+	}{
+		{-1, copyBufferSize},
+		{0, copyBufferSize},
+		{largeBodySize - 1, copyBufferSize},
+		{largeBodySize, largeCopyBufferSize},
+		{1 << 40, largeCopyBufferSize},
+	} {
+		b := bp.get(c.length)
+		if len(b) != c.want || cap(b) != c.want {
+			t.Errorf("buffer for a %d-byte body has len %d, cap %d; want %d", c.length, len(b), cap(b), c.want)
+		}
+		bp.put(b)
+	}
+	bp.put(make([]byte, 100)) // a foreign buffer is dropped, not pooled
+	if b := bp.get(-1); len(b) != copyBufferSize {
+		t.Errorf("got a %d-byte buffer after putting a foreign one; want %d", len(b), copyBufferSize)
+	}
+}

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/aemproxy/aemproxy/internal/config"
+	"github.com/aemproxy/aemproxy/internal/ims"
+)
+
+// imsDeps is what every route's credential shares: where IMS is and how to
+// reach it.
+type imsDeps struct {
+	base        *url.URL // nil: https://{imsEndpoint} of each credential
+	client      *http.Client
+	jwtLifetime time.Duration
+}
+
+func newIMSDeps(cfg config.Config) (imsDeps, error) {
+	d := imsDeps{jwtLifetime: cfg.IMS.JWTLifetime}
+	if cfg.IMS.URL != nil {
+		d.base = &cfg.IMS.URL.URL
+	}
+	var proxyURL *url.URL
+	if p := cfg.IMS.ProxyURL; p != "" && p != "direct" {
+		u, err := url.Parse(p)
+		if err != nil {
+			return d, fmt.Errorf("ims.proxy_url: %w", err)
+		}
+		proxyURL = u
+	}
+	client, err := ims.NewHTTPClient(ims.HTTPClientOptions{CAFile: cfg.IMS.CAFile, ProxyURL: proxyURL, Timeout: cfg.IMS.Timeout})
+	if err != nil {
+		return d, fmt.Errorf("ims: %w", err)
+	}
+	d.client = client
+	return d, nil
+}
+
+// newProvider builds the credential of one route: nil, with no error, for a
+// route that forwards without Authorization.
+func newProvider(rc config.Route, d imsDeps, getenv func(string) string, log zerolog.Logger, onFetch func(time.Duration, error)) (*ims.Provider, error) {
+	o := ims.ProviderOptions{
+		Path:                rc.Credentials,
+		OAuthCredentialName: rc.OAuthCredential,
+		Exchange:            ims.ExchangeOptions{BaseURL: d.base, Client: d.client, JWTLifetime: d.jwtLifetime},
+		Cache:               ims.CacheOptions{Name: rc.Name, Logger: log, OnFetch: onFetch},
+		Logger:              log.With().Str("route", rc.Name).Logger(),
+	}
+	switch rc.CredentialsKind {
+	case "none":
+		return nil, nil
+	case "sdk_defaults":
+		o.Basic = &ims.BasicCredentials{Username: "admin", Password: "admin"}
+	case "":
+	default:
+		o.Kind = ims.Kind(rc.CredentialsKind)
+	}
+	if rc.Token != "" {
+		o.Token = ims.Secret(rc.Token)
+		o.Kind = ims.KindDevToken
+	}
+	if b := rc.Basic; !b.IsZero() {
+		password, err := readPassword(b, getenv)
+		if err != nil {
+			return nil, err
+		}
+		o.Basic = &ims.BasicCredentials{Username: b.Username, Password: password}
+	}
+	if o.Path == "" && o.Token == "" && o.Basic == nil {
+		return nil, nil
+	}
+	return ims.NewProvider(o)
+}
+
+func readPassword(b config.Basic, getenv func(string) string) (ims.Secret, error) {
+	if b.PasswordEnv != "" {
+		v := getenv(b.PasswordEnv)
+		if v == "" {
+			return "", fmt.Errorf("basic.password_env: environment variable %s is empty or unset", b.PasswordEnv)
+		}
+		return ims.Secret(v), nil
+	}
+	data, err := os.ReadFile(b.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("basic.password_file: %w", err)
+	}
+	p := strings.TrimRight(string(data), "\r\n")
+	if p == "" {
+		return "", fmt.Errorf("basic.password_file %s: empty", b.PasswordFile)
+	}
+	return ims.Secret(p), nil
+}
+
+// apiKey decides a route's X-Api-Key: the OAuth client id unless the route
+// says otherwise.
+func apiKey(rc config.Route, p *ims.Provider) string {
+	switch rc.APIKey {
+	case "off":
+		return ""
+	case "":
+		if p == nil {
+			return ""
+		}
+		return p.APIKey()
+	default:
+		return rc.APIKey
+	}
+}
+
+// credentialFlags parses the flags that name one credential, for the token
+// and check commands.
+type credentialFlags struct {
+	fs         *flag.FlagSet
+	config     *string
+	creds      *string
+	kind       *string
+	oauthName  *string
+	imsURL     *string
+	online     *bool
+	jwtLife    *time.Duration
+	imsTimeout *time.Duration
+}
+
+func newCredentialFlags(name, usage string, stderr io.Writer, withConfig bool) *credentialFlags {
+	f := &credentialFlags{fs: flag.NewFlagSet("aemproxy "+name, flag.ContinueOnError)}
+	f.fs.SetOutput(stderr)
+	if withConfig {
+		f.config = f.fs.String("config", "", "check every route of this config file")
+		f.online = f.fs.Bool("online", false, "also perform one real token exchange per credential")
+	}
+	f.creds = f.fs.String("credentials", "", "credentials file (AEMPROXY_TOKEN in the environment works too)")
+	f.kind = f.fs.String("credentials-kind", "", "state the kind instead of detecting it")
+	f.oauthName = f.fs.String("oauth-credential", "", "OAuth credential name in a workspace JSON holding several")
+	f.imsURL = f.fs.String("ims-url", "", "send IMS requests to this base URL instead of https://{imsEndpoint}")
+	f.jwtLife = f.fs.Duration("jwt-lifetime", 5*time.Minute, "exp of the signed JWT")
+	f.imsTimeout = f.fs.Duration("ims-timeout", 30*time.Second, "timeout of one IMS request")
+	f.fs.Usage = func() {
+		fmt.Fprintf(f.fs.Output(), "%s\n\nFlags:\n", usage)
+		f.fs.PrintDefaults()
+	}
+	return f
+}
+
+// parse returns the routes to work on.
+func (f *credentialFlags) parse(args []string, getenv func(string) string) (config.Config, error) {
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config.Config{}, err
+		}
+		return config.Config{}, usageError{err}
+	}
+	if f.fs.NArg() > 0 {
+		return config.Config{}, usageError{fmt.Errorf("unexpected argument %q", f.fs.Arg(0))}
+	}
+	cfg := config.Default()
+	if f.config != nil && *f.config != "" {
+		if *f.creds != "" {
+			return cfg, usageError{errors.New("give --config or --credentials, not both")}
+		}
+		c, err := config.Load(*f.config)
+		if err != nil {
+			return cfg, err
+		}
+		cfg = c
+	} else {
+		r := config.RouteDefaults(config.Route{Name: "default", Credentials: *f.creds, CredentialsKind: *f.kind, OAuthCredential: *f.oauthName})
+		r.Upstream, _ = config.ParseURL("https://aem.invalid") // the token and check commands reach no AEM
+		if r.Credentials == "" {
+			r.Token = strings.TrimSpace(getenv("AEMPROXY_TOKEN"))
+		}
+		if r.Credentials == "" && r.Token == "" {
+			return cfg, usageError{errors.New("no credentials: give --credentials FILE (or --config FILE for check)")}
+		}
+		cfg.Routes = []config.Route{r}
+	}
+	if *f.imsURL != "" {
+		u, err := config.ParseURL(*f.imsURL)
+		if err != nil {
+			return cfg, usageError{fmt.Errorf("--ims-url: %w", err)}
+		}
+		cfg.IMS.URL = u
+	}
+	cfg.IMS.JWTLifetime = *f.jwtLife
+	cfg.IMS.Timeout = *f.imsTimeout
+	return cfg, nil
+}
+
+// tokenOutput is what `aemproxy token` prints, like Adobe's own CLI.
+type tokenOutput struct {
+	TokenType   string `json:"token_type"`
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int64  `json:"expires_in"` // seconds from now
+	ExpiresAt   string `json:"expires_at"`
+}
+
+// runToken exchanges the credentials once and prints the access token.
+func runToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f := newCredentialFlags("token", "Usage: aemproxy token --credentials FILE [--ims-url URL]\n\nExchanges the credentials once and prints the IMS access token as JSON.", stderr, false)
+	cfg, err := f.parse(args, getenv)
+	if err != nil {
+		return err
+	}
+	d, err := newIMSDeps(cfg)
+	if err != nil {
+		return err
+	}
+	log := zerolog.New(stderr).Level(zerolog.WarnLevel)
+	p, err := newProvider(cfg.Routes[0], d, getenv, log, nil)
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		return usageError{errors.New("this credential kind carries no token")}
+	}
+	tok, err := p.Once(ctx)
+	if err != nil {
+		return err
+	}
+	typ := "bearer"
+	if tok.Scheme != "" {
+		typ = strings.ToLower(tok.Scheme)
+	}
+	out := tokenOutput{TokenType: typ, AccessToken: tok.AccessToken}
+	if !tok.ExpiresAt.IsZero() {
+		out.ExpiresIn = int64(time.Until(tok.ExpiresAt).Seconds())
+		out.ExpiresAt = tok.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+// runCheck validates configuration and credentials offline, and with
+// --online exchanges each credential once. It lists every problem and
+// fails if there is any.
+func runCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f := newCredentialFlags("check", "Usage: aemproxy check (--config FILE | --credentials FILE) [--online]\n\nValidates the configuration and credentials: keys parse, the key matches its certificate,\ncertificate dates, required fields; with --online also one real exchange per credential.", stderr, true)
+	cfg, err := f.parse(args, getenv)
+	if err != nil {
+		return err
+	}
+	var problems []string
+	if *f.config != "" {
+		if err := cfg.Validate(); err != nil {
+			for _, l := range strings.Split(err.Error(), "\n") {
+				problems = append(problems, "config: "+l)
+			}
+		}
+	}
+	d, err := newIMSDeps(cfg)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	log := zerolog.New(stderr).Level(zerolog.WarnLevel)
+	now := time.Now()
+	for _, rc := range cfg.Routes {
+		p, err := newProvider(rc, d, getenv, log, nil)
+		if err != nil {
+			for _, l := range strings.Split(err.Error(), "\n") {
+				problems = append(problems, fmt.Sprintf("route %s: %s", rc.Name, l))
+			}
+			continue
+		}
+		if p == nil {
+			fmt.Fprintf(stdout, "route %s: no credentials; requests are forwarded without Authorization\n", rc.Name)
+			continue
+		}
+		line := fmt.Sprintf("route %s: %s credentials OK", rc.Name, p.Kind())
+		if na := p.State().CertificateNotAfter; !na.IsZero() {
+			days := int(na.Sub(now).Hours() / 24)
+			switch {
+			case !now.Before(na):
+				problems = append(problems, fmt.Sprintf("route %s: certificate (integration.publicKey) expired at %s; create a new one in the AEM Developer Console", rc.Name, na.UTC().Format(time.RFC3339)))
+			case days < 30:
+				line += fmt.Sprintf("; WARNING: certificate expires in %d days (%s)", days, na.UTC().Format(time.RFC3339))
+			default:
+				line += fmt.Sprintf("; certificate valid until %s (%d days)", na.UTC().Format(time.DateOnly), days)
+			}
+		}
+		if *f.online {
+			tok, err := p.Once(ctx)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("route %s: exchange: %v", rc.Name, err))
+				continue
+			}
+			if !tok.ExpiresAt.IsZero() {
+				line += fmt.Sprintf("; exchange OK, token valid until %s", tok.ExpiresAt.UTC().Format(time.RFC3339))
+			} else {
+				line += "; exchange OK"
+			}
+		}
+		fmt.Fprintln(stdout, line)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("check found %d problem(s):\n  - %s", len(problems), strings.Join(problems, "\n  - "))
+	}
+	fmt.Fprintln(stdout, "OK")
+	return nil
+}
