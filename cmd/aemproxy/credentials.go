@@ -17,6 +17,7 @@ import (
 
 	"github.com/aemproxy/aemproxy/internal/config"
 	"github.com/aemproxy/aemproxy/internal/ims"
+	"github.com/aemproxy/aemproxy/internal/proxy"
 )
 
 // imsDeps is what every route's credential shares: where IMS is and how to
@@ -103,19 +104,18 @@ func readPassword(b config.Basic, getenv func(string) string) (ims.Secret, error
 	return ims.Secret(p), nil
 }
 
-// apiKey decides a route's X-Api-Key: the OAuth client id unless the route
-// says otherwise.
-func apiKey(rc config.Route, p *ims.Provider) string {
+// setAPIKey decides a route's X-Api-Key: the OAuth client id of its
+// current credential (asked per request, since a reload can change it)
+// unless the route says otherwise.
+func setAPIKey(r *proxy.Route, rc config.Route, p *ims.Provider) {
 	switch rc.APIKey {
 	case "off":
-		return ""
 	case "":
-		if p == nil {
-			return ""
+		if p != nil {
+			r.APIKeyFunc = p.APIKey
 		}
-		return p.APIKey()
 	default:
-		return rc.APIKey
+		r.APIKey = rc.APIKey
 	}
 }
 

@@ -112,7 +112,7 @@ func build(cfg config.Config, getenv func(string) string, log zerolog.Logger, re
 			a.providers = append(a.providers, p)
 			log.Info().Str("route", rc.Name).Str("credentials_kind", string(p.Kind())).Str("upstream", rc.Upstream.Redacted()).Msg("route ready to authenticate")
 		}
-		r.APIKey = apiKey(rc, p)
+		setAPIKey(&r, rc, p)
 		listen := rc.Listen
 		if listen == "" {
 			listen = cfg.Listen

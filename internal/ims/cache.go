@@ -273,7 +273,12 @@ func roundDuration(d time.Duration) time.Duration {
 func (c *Cache) fetchFunc(ctx context.Context, observed *cacheSnapshot) func() (any, error) {
 	return func() (any, error) {
 		c.fetching.Store(true)
-		defer c.fetching.Store(false)
+		recorded := false
+		defer func() {
+			if !recorded {
+				c.fetching.Store(false)
+			}
+		}()
 
 		now := c.opt.Now()
 		if cur := c.state.Load(); cur != observed {
@@ -298,6 +303,12 @@ func (c *Cache) fetchFunc(ctx context.Context, observed *cacheSnapshot) func() (
 			err = fmt.Errorf("token source returned %v, not valid at %s", tok, end.UTC().Format(time.RFC3339))
 		}
 		s := c.recordFrom(src, start, end, tok, err)
+		// From here on callers see the recorded state. One that still needs
+		// a fetch must start a new one, not join this finished one and get
+		// its result, which may already be stale for it.
+		c.group.Forget(flightKey)
+		c.fetching.Store(false)
+		recorded = true
 		c.logFetch(s, end.Sub(start), err)
 		if c.opt.OnFetch != nil {
 			c.opt.OnFetch(end.Sub(start), err)

@@ -5,6 +5,7 @@ import (
 
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -183,6 +184,77 @@ func TestRunWokenBySetSource(t *testing.T) {
 		synctest.Wait()
 		if newSrc.Calls() != 2 || oldSrc.Calls() != 1 {
 			t.Errorf("after the refresh point: new %d, old %d calls; want 2 and 1", newSrc.Calls(), oldSrc.Calls())
+		}
+	})
+}
+
+// TestCacheCallerAfterRecordStartsNewFetch: a caller that needs a token after
+// a fetch has recorded its result, but before that fetch has fully returned
+// (here: held in OnFetch), starts a new fetch instead of joining the old one
+// and getting its result, which has expired meanwhile.
+func TestCacheCallerAfterRecordStartsNewFetch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		var hooks atomic.Int32
+		src := &fakeSource{now: time.Now, lifetime: time.Hour}
+		c := newRunCache(src, CacheOptions{OnFetch: func(time.Duration, error) {
+			if hooks.Add(1) == 1 {
+				<-gate
+			}
+		}})
+		go func() { _, _ = c.Token(context.Background()) }()
+		synctest.Wait() // token-1 recorded; its fetch is held in OnFetch
+		time.Sleep(2 * time.Hour)
+		type result struct {
+			tok Token
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			tok, err := c.Token(context.Background())
+			done <- result{tok, err}
+		}()
+		synctest.Wait()
+		close(gate)
+		synctest.Wait()
+		r := <-done
+		if r.err != nil || r.tok.AccessToken != "token-2" || src.Calls() != 2 {
+			t.Errorf("Token() after expiry = %v, %v after %d calls; want token-2 from a new fetch", r.tok.AccessToken, r.err, src.Calls())
+		}
+	})
+}
+
+// TestCacheStaleCallerAfterRecordStartsRefresh: once a failed refresh has
+// recorded its result (and is only finishing, here held in OnFetch), a
+// caller past the backoff starts the next refresh; it is not told that a
+// fetch is still running.
+func TestCacheStaleCallerAfterRecordStartsRefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		defer close(gate)
+		var hooks atomic.Int32
+		src := &fakeSource{now: time.Now, lifetime: time.Hour}
+		c := newRunCache(src, CacheOptions{OnFetch: func(time.Duration, error) {
+			if hooks.Add(1) == 2 {
+				<-gate
+			}
+		}})
+		mustToken(t, c)
+		src.set(func(s *fakeSource) { s.failAll = &Error{StatusCode: 503} })
+		time.Sleep(41 * time.Minute) // stale
+		mustToken(t, c)              // starts refresh 2, which fails and is held
+		synctest.Wait()
+		src.set(func(s *fakeSource) { s.failAll = nil })
+		time.Sleep(2 * time.Second) // past the 1 s backoff
+		if tok := mustToken(t, c); tok.AccessToken != "token-1" {
+			t.Fatalf("Token() = %s; want the stale token-1", tok.AccessToken)
+		}
+		synctest.Wait()
+		if src.Calls() != 3 {
+			t.Fatalf("%d calls; want 3: the stale caller starts a new refresh", src.Calls())
+		}
+		if tok := mustToken(t, c); tok.AccessToken != "token-3" {
+			t.Errorf("Token() = %s; want token-3", tok.AccessToken)
 		}
 	})
 }

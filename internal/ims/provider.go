@@ -152,8 +152,10 @@ func NewProvider(o ProviderOptions) (*Provider, error) {
 	case given > 1:
 		problems = append(problems, errors.New("give only one of a credentials file, a token and basic credentials"))
 	}
+	kindKnown := true
 	if _, err := ParseKind(string(o.Kind)); err != nil {
 		problems = append(problems, err)
+		kindKnown = false // the file cannot be read as an unknown kind
 	} else if o.Kind != "" {
 		if o.Token != "" && o.Kind != KindDevToken {
 			problems = append(problems, fmt.Errorf("kind %s was configured, but a development token was given", o.Kind))
@@ -165,13 +167,17 @@ func NewProvider(o ProviderOptions) (*Provider, error) {
 	if o.ReloadDebounce < 0 {
 		problems = append(problems, fmt.Errorf("reload debounce %v: must not be negative", o.ReloadDebounce))
 	}
+	// Bad exchange options are reported here, once, and then dropped so
+	// that checking the file does not report them again.
 	if o.Exchange.BaseURL != nil {
 		if err := checkBaseURL(o.Exchange.BaseURL); err != nil {
 			problems = append(problems, err)
+			o.Exchange.BaseURL = nil
 		}
 	}
 	if l := o.Exchange.JWTLifetime; l != 0 && (l < minJWTLifetime || l > MaxJWTLifetime) {
 		problems = append(problems, fmt.Errorf("JWT lifetime %v: must be between %v and %v", l, minJWTLifetime, MaxJWTLifetime))
+		o.Exchange.JWTLifetime = 0
 	}
 	if o.ReloadDebounce == 0 {
 		o.ReloadDebounce = defaultReloadDebounce
@@ -212,7 +218,7 @@ func NewProvider(o ProviderOptions) (*Provider, error) {
 		}
 		p.exchangeO.Client = client
 	}
-	if given != 1 {
+	if given != 1 || !kindKnown {
 		return nil, errors.Join(problems...)
 	}
 
@@ -410,6 +416,15 @@ func (p *Provider) checkPermissions() {
 		p.log.Warn().Str("file", p.path).Str("mode", fmt.Sprintf("%#o", perm)).
 			Msg("credentials file is accessible to group or others; chmod 600 " + p.path)
 	}
+}
+
+// String describes p without secrets.
+func (p *Provider) String() string {
+	s := "ims.Provider{kind=" + string(p.cur.Load().kind)
+	if p.path != "" {
+		s += " file=" + p.path
+	}
+	return s + "}"
 }
 
 // Kind returns the kind of the credential in use.

@@ -2,6 +2,7 @@ package ims
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -185,6 +186,9 @@ func TestProviderBasic(t *testing.T) {
 			if err != nil || tok.Scheme != "Basic" || tok.AccessToken != tt.want || !tok.ExpiresAt.Equal(farFuture) {
 				t.Fatalf("Token() = scheme %q, value ok %v, expiry %v, %v; want Basic %s", tok.Scheme, tok.AccessToken == tt.want, tok.ExpiresAt, err, tt.want)
 			}
+			if s := fmt.Sprintf("%v %+v", p, p); strings.Contains(s, tok.AccessToken) || !strings.Contains(s, "kind=basic") {
+				t.Errorf("printed provider %q; want its kind and no secret", s)
+			}
 			if p.Kind() != KindBasic || p.Invalidate(tok.AccessToken) || !p.State().Valid || p.APIKey() != "" {
 				t.Errorf("Kind %q, Invalidate true or State invalid or API key %q", p.Kind(), p.APIKey())
 			}
@@ -224,7 +228,12 @@ func TestNewProviderProblems(t *testing.T) {
 			[]string{"credentials file " + servicePath + ": kind oauth_server_to_server was configured, but the file has no client_id (it looks like service_credentials)"}},
 		{"explicit dev token, JSON file", ProviderOptions{Path: servicePath, Kind: KindDevToken}, []string{"kind dev_token was configured, but the file has no accessToken"}},
 		{"explicit basic", ProviderOptions{Path: servicePath, Kind: KindBasic}, []string{"kind basic was configured, but the file has no username and password"}},
+		{"explicit basic, incomplete", ProviderOptions{Path: writeFile(t, dir, "user.json", []byte(`{"username":"admin"}`)), Kind: KindBasic}, []string{"password: missing"}},
+		{"explicit OAuth, project without one", ProviderOptions{Path: writeFile(t, dir, "ws.json", workspaceJSON(t, "O")), Kind: KindOAuth},
+			[]string{"kind oauth_server_to_server was configured, but the file has no credential with integration_type oauth_server_to_server in its project"}},
 		{"explicit service credentials", ProviderOptions{Path: devPath, Kind: KindServiceCredentials}, []string{"but the file has no integration object (it looks like dev_token)"}},
+		{"bad options, good file", ProviderOptions{Path: servicePath, Exchange: ExchangeOptions{JWTLifetime: time.Second, BaseURL: &url.URL{Scheme: "ftp", Host: "x"}}},
+			[]string{"JWT lifetime 1s", `IMS URL "ftp://x"`}},
 		{"every problem at once", ProviderOptions{Path: brokenPath, ReloadDebounce: -1, Exchange: ExchangeOptions{JWTLifetime: time.Second}},
 			[]string{"reload debounce -1ns", "JWT lifetime 1s", "credentials file " + brokenPath + ": integration.privateKey: missing", "credentials file " + brokenPath + ": integration.org: missing"}},
 	}
@@ -235,9 +244,12 @@ func TestNewProviderProblems(t *testing.T) {
 				t.Fatalf("NewProvider() = %v; want an error", p)
 			}
 			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q; want %q", err, w)
+				if n := strings.Count(err.Error(), w); n != 1 {
+					t.Errorf("error %q has %q %d times; want once", err, w, n)
 				}
+			}
+			if tt.o.Kind == "jwt" && strings.Count(err.Error(), "\n") != 0 {
+				t.Errorf("error %q; want only the unknown kind", err)
 			}
 			secretsOf{"s3cr3t-unknown-12345", "s3cr3t-broken-12345", c.ClientSecret}.check(t, "error", err.Error())
 		})
@@ -304,13 +316,14 @@ func TestProviderReloadRefusesBadFile(t *testing.T) {
 	tests := []struct {
 		name string
 		kind Kind
-		data []byte
+		data []byte // nil: remove the file
 		want string
 	}{
+		{"missing", "", nil, "read credentials file: open "},
 		{"not JSON", "", []byte(`{"accessToken": "` + tok), "not valid JSON"},
 		{"unknown kind", "", []byte(`{"hello":"s3cr3t-hello-12345"}`), "not a kind of credentials aemproxy knows"},
 		{"incomplete service credentials", "", []byte(`{"integration":{"technicalAccount":{"clientSecret":"s3cr3t-hello-12345"}}}`), "integration.privateKey: missing"},
-		{"empty", "", nil, "empty file"},
+		{"empty", "", []byte{}, "empty file"},
 		{"expired token", "", []byte(expired), "the local development token in it expired at"},
 		{"other kind than configured", KindDevToken, []byte(`{"username":"a","password":"s3cr3t-hello-12345"}`), "kind dev_token was configured, but the file has no accessToken (it looks like basic)"},
 	}
@@ -320,7 +333,11 @@ func TestProviderReloadRefusesBadFile(t *testing.T) {
 			got := make(reloads, 10)
 			path := writeFile(t, t.TempDir(), "dev.json", devTokenJSON(t, tok))
 			p := mustProvider(t, ProviderOptions{Path: path, Kind: tt.kind, Exchange: ExchangeOptions{Now: clock.Now}, Logger: logs.Logger(), OnReload: got.hook})
-			replaceFile(t, path, tt.data)
+			if tt.data == nil {
+				must(t, os.Remove(path))
+			} else {
+				replaceFile(t, path, tt.data)
+			}
 			for i := range 3 {
 				err := p.Reload()
 				if err == nil || !strings.HasPrefix(err.Error(), "credentials file "+path+": ") || !strings.Contains(err.Error(), tt.want) {
@@ -369,7 +386,12 @@ func (g *gatedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	gate := g.gate
 	g.mu.Unlock()
 	if gate != nil {
-		<-gate
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			http.Error(w, "gave up", http.StatusServiceUnavailable)
+			return
+		}
 	}
 	g.h.ServeHTTP(w, r)
 }
@@ -394,7 +416,8 @@ func TestProviderReloadServiceCredentialsExchangesAgain(t *testing.T) {
 	p := mustProvider(t, ProviderOptions{
 		Path:     path,
 		Exchange: ExchangeOptions{BaseURL: mustParseURL(t, "http://ims.test"), Client: &http.Client{Transport: handlerTransport{gated}}, Now: clock.Now},
-		Cache:    CacheOptions{OnFetch: fetched.hook},
+		// A caller waiting on the held exchange would be a bug: fail fast.
+		Cache: CacheOptions{OnFetch: fetched.hook, FetchTimeout: 5 * time.Second},
 	})
 	tok1, err := p.Token(t.Context())
 	if err != nil {

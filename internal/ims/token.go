@@ -1,6 +1,9 @@
-// Package ims holds valid Adobe IMS access tokens for AEM as a Cloud Service:
-// it reads service credentials, signs the JWT, exchanges it at IMS and keeps
-// the resulting access token fresh in a cache.
+// Package ims holds valid credentials for AEM as a Cloud Service: it reads
+// service credentials, signs the JWT, exchanges it at IMS and keeps the
+// resulting access token fresh in a cache; it does the same for OAuth
+// server-to-server credentials, and also hands out local development tokens
+// and HTTP Basic logins for a local AEM SDK. A Provider detects which kind a
+// credentials file holds and reloads it when it changes.
 package ims
 
 import (

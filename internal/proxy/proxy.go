@@ -404,10 +404,12 @@ func (x *exchange) rewrite(pr *httputil.ProxyRequest) {
 	}
 	// A route with an API key decides X-Api-Key; one without passes the
 	// client's on.
-	if rt.apiKey != nil {
+	if rt.apiKeyPaths != nil {
 		delete(h, "X-Api-Key")
 		if rt.wantsAPIKey(out.URL.Path) {
-			h["X-Api-Key"] = rt.apiKey
+			if v := rt.apiKeyHeader(); v != nil {
+				h["X-Api-Key"] = v
+			}
 		}
 	}
 	h["X-Request-Id"] = x.id

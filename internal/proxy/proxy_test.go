@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -911,6 +912,21 @@ func TestAPIKeyOnlyOnItsPaths(t *testing.T) {
 			t.Errorf("%s: X-Api-Key = %q; want none", tt.path, got)
 		case tt.want != "" && (len(got) != 1 || got[0] != tt.want):
 			t.Errorf("%s: X-Api-Key = %q; want [%s]", tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestAPIKeyFuncFollowsReloads(t *testing.T) {
+	aem := newAEM(t, nil)
+	var key atomic.Value
+	key.Store("client-a")
+	p := newProxy(t, nil, Route{Name: "author", Upstream: aem.url(t), Tokens: newTokens(), APIKeyFunc: func() string { return key.Load().(string) }})
+	for i, want := range []string{"client-a", "client-b", ""} {
+		key.Store(want)
+		get(t, p.URL+"/adobe/sites")
+		got := aem.requests()[i].Header.Values("X-Api-Key")
+		if (want == "" && len(got) != 0) || (want != "" && (len(got) != 1 || got[0] != want)) {
+			t.Errorf("request %d: X-Api-Key = %q; want %q", i, got, want)
 		}
 	}
 }

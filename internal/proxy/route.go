@@ -42,7 +42,11 @@ type Route struct {
 	// with one of APIKeyPaths: AEM's OpenAPI-based APIs under /adobe/ want
 	// the OAuth client id there (protocol §4). Empty sends none.
 	APIKey string
-	// APIKeyPaths are the path prefixes that get APIKey; nil means
+	// APIKeyFunc, when set, is asked for the key on each request that
+	// wants one, and overrides APIKey: the OAuth client id can change when
+	// the credentials file is reloaded. An empty result sends no key.
+	APIKeyFunc func() string
+	// APIKeyPaths are the path prefixes that get the API key; nil means
 	// ["/adobe/"].
 	APIKeyPaths []string
 	// ExternalURL is the proxy's address as clients know it, the base of
@@ -95,7 +99,10 @@ type route struct {
 	staticAuth []string
 	// apiKey is Route.APIKey as a header value; nil for none.
 	apiKey      []string
+	apiKeyFunc  func() string
 	apiKeyPaths []string
+	// dynKey caches the header value of the last key apiKeyFunc returned.
+	dynKey atomic.Pointer[headerValue]
 
 	// bearer caches the Authorization value for the current token so that
 	// requests do not build the same string again and again.
@@ -130,6 +137,30 @@ func (rt *route) authorization(scheme, token string) []string {
 	b := &bearerHeader{scheme: scheme, token: token, value: []string{name + " " + token}}
 	rt.bearer.Store(b)
 	return b.value
+}
+
+// headerValue is a header value computed once for a given input.
+type headerValue struct {
+	in    string
+	value []string
+}
+
+// apiKeyHeader returns the X-Api-Key value to send, nil for none. Like
+// authorization, the returned slice is shared and never written.
+func (rt *route) apiKeyHeader() []string {
+	if rt.apiKeyFunc == nil {
+		return rt.apiKey
+	}
+	key := rt.apiKeyFunc()
+	if key == "" {
+		return nil
+	}
+	if v := rt.dynKey.Load(); v != nil && v.in == key {
+		return v.value
+	}
+	v := &headerValue{in: key, value: []string{key}}
+	rt.dynKey.Store(v)
+	return v.value
 }
 
 // wantsAPIKey reports whether a request for the forwarded path gets
@@ -345,8 +376,12 @@ func compileRoute(i int, r Route) (*route, error) {
 		}
 		rt.staticAuth = []string{r.Authorization.Reveal()}
 	}
-	if r.APIKey != "" {
-		rt.apiKey = []string{r.APIKey}
+	if r.APIKey != "" || r.APIKeyFunc != nil {
+		if r.APIKeyFunc != nil {
+			rt.apiKeyFunc = r.APIKeyFunc
+		} else {
+			rt.apiKey = []string{r.APIKey}
+		}
 		rt.apiKeyPaths = r.APIKeyPaths
 		if rt.apiKeyPaths == nil {
 			rt.apiKeyPaths = []string{"/adobe/"}
