@@ -34,6 +34,7 @@ func mintToken(t *testing.T, h *harness) tokenOutput {
 
 func TestTokenCommand(t *testing.T) {
 	h := startHarness(t, harnessOptions{})
+	h.waitReady(http.StatusOK) // the proxy's own exchange is done; count only token's
 	before := h.ims.Exchanges()
 	tok := mintToken(t, h)
 	if tok.TokenType != "bearer" || h.ims.ValidateAccessToken(tok.AccessToken) != nil {
@@ -67,6 +68,7 @@ func TestTokenCommand(t *testing.T) {
 
 func TestCheckCommand(t *testing.T) {
 	h := startHarness(t, harnessOptions{})
+	h.waitReady(http.StatusOK) // the proxy's own exchange is done; count only check's
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"aemproxy", "check", "--credentials", h.credsPath}, os.Getenv, &out, io.Discard); err != nil {
 		t.Fatalf("check of good credentials: %v", err)
