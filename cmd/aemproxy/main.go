@@ -24,8 +24,17 @@ import (
 	"syscall"
 )
 
-// version is set at build time: -ldflags "-X main.version=v1.2.3".
-var version = "dev"
+// version and commit are set at build time:
+//
+//	-ldflags "-X main.version=v1.2.3 -X main.commit=$(git rev-parse HEAD)"
+//
+// An empty commit falls back to the vcs.revision that go build records when
+// it builds inside a Git checkout (not in a container build, whose context
+// has no .git).
+var (
+	version = "dev"
+	commit  = ""
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -79,14 +88,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return serve(ctx, cfg, getenv, newLogger(cfg.Log, stderr), stdout)
 }
 
+// versionString is what "aemproxy version" prints: version, commit, Go
+// version and platform. The commit is the -X main.commit value, else the
+// VCS revision go build recorded (with "-dirty" for uncommitted changes),
+// else "unknown".
 func versionString() string {
-	commit := "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	c := commit
+	if bi, ok := debug.ReadBuildInfo(); ok && c == "" {
+		var modified bool
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				commit = s.Value
+			switch s.Key {
+			case "vcs.revision":
+				c = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
 			}
 		}
+		if c != "" && modified {
+			c += "-dirty"
+		}
 	}
-	return fmt.Sprintf("aemproxy %s (commit %s, %s, %s/%s)", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if c == "" {
+		c = "unknown"
+	}
+	return fmt.Sprintf("aemproxy %s (commit %s, %s, %s/%s)", version, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

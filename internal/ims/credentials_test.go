@@ -429,9 +429,10 @@ func TestServiceCredentialsNeverPrintSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	outputs := map[string]string{
-		"%v":      fmt.Sprintf("%v", sc),
-		"%+v":     fmt.Sprintf("%+v", *sc),
-		"%#v":     fmt.Sprintf("%#v", sc),
+		"%v":  fmt.Sprintf("%v", sc),
+		"%+v": fmt.Sprintf("%+v", *sc),
+		"%#v": fmt.Sprintf("%#v", sc),
+		//lint:ignore S1025 the test is about what fmt's %s verb prints
 		"%s":      fmt.Sprintf("%s", *sc),
 		"json":    string(js),
 		"zerolog": logs.String(),

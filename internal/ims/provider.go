@@ -9,10 +9,12 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -412,10 +414,28 @@ func (p *Provider) checkPermissions() {
 	if err != nil {
 		return
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+	perm := fi.Mode().Perm()
+	// Group access is fine when the group is one of ours: a Kubernetes
+	// secret volume with fsGroup is mode 0440 and group-owned by the pod's
+	// own group, the only way a non-root container can read it.
+	if perm&0o007 != 0 || (perm&0o070 != 0 && !ownGroup(fi)) {
 		p.log.Warn().Str("file", p.path).Str("mode", fmt.Sprintf("%#o", perm)).
-			Msg("credentials file is accessible to group or others; chmod 600 " + p.path)
+			Msg("credentials file is accessible to other users; chmod 600 " + p.path)
 	}
+}
+
+// ownGroup reports whether fi's group is one this process belongs to.
+func ownGroup(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	gid := int(st.Gid)
+	if gid == os.Getgid() {
+		return true
+	}
+	groups, _ := os.Getgroups()
+	return slices.Contains(groups, gid)
 }
 
 // String describes p without secrets.

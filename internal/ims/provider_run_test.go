@@ -65,7 +65,7 @@ func TestRunWarnsBeforeDevTokenExpires(t *testing.T) {
 			time.Sleep(st.sleep)
 			synctest.Wait()
 			if h, m, e := counts(); h != st.hour || m != st.tenMin || e != st.error {
-				t.Fatalf("step %d (%v left): %d, %d, %d notices; want %d, %d, %d\n%s", i, p.State().TokenExpiresAt.Sub(time.Now()), h, m, e, st.hour, st.tenMin, st.error, logs.String())
+				t.Fatalf("step %d (%v left): %d, %d, %d notices; want %d, %d, %d\n%s", i, time.Until(p.State().TokenExpiresAt), h, m, e, st.hour, st.tenMin, st.error, logs.String())
 			}
 		}
 		warn := logs.Lines("expires in 10m0s")[0]

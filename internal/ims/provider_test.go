@@ -258,16 +258,37 @@ func TestNewProviderProblems(t *testing.T) {
 
 func TestProviderPermissionWarning(t *testing.T) {
 	dir := t.TempDir()
+	// A group that is not ours, to see group access warned about; only
+	// root can hand a file to it.
+	foreign := -1
+	if os.Getuid() == 0 {
+		foreign = 54321
+	}
 	for _, tt := range []struct {
 		mode os.FileMode
+		gid  int // -1: the process's own group
 		warn bool
-	}{{0o600, false}, {0o400, false}, {0o640, true}, {0o644, true}, {0o602, true}} {
+	}{
+		{0o600, -1, false},
+		{0o400, -1, false},
+		{0o640, -1, false}, // our own group, as a Kubernetes secret volume with fsGroup
+		{0o440, -1, false},
+		{0o644, -1, true},
+		{0o602, -1, true},
+		{0o640, foreign, foreign >= 0},
+	} {
 		path := filepath.Join(dir, "basic.json")
+		os.Remove(path)
 		if err := os.WriteFile(path, []byte(`{"username":"admin","password":"admin"}`), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Chmod(path, tt.mode); err != nil {
 			t.Fatal(err)
+		}
+		if tt.gid >= 0 {
+			if err := os.Chown(path, -1, tt.gid); err != nil {
+				t.Fatal(err)
+			}
 		}
 		var logs logSink
 		mustProvider(t, ProviderOptions{Path: path, Logger: logs.Logger()})

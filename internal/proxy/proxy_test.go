@@ -311,7 +311,7 @@ func TestNoReplay(t *testing.T) {
 		wantCalls       int
 		wantInvalidated int
 	}{
-		{"403 never refreshes", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "forbidden", 403) },
+		{"403 never refreshes", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "forbidden", http.StatusForbidden) },
 			0, nil, false, 403, 1, 1, 0},
 		{"body over the cap", unauthorizedUnless("secret-token-2"),
 			1024, func() io.Reader { return bytes.NewReader(big) }, false, 401, 1, 1, 1},
