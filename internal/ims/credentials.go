@@ -245,8 +245,13 @@ func (p *credentialsParser) str(obj map[string]json.RawMessage, prefix, key stri
 // metascopes accepts the download's comma-separated string and, leniently, a
 // JSON array of strings.
 func (p *credentialsParser) metascopes(obj map[string]json.RawMessage, field string) []string {
-	raw, present := obj["metascopes"]
-	if !present || isNull(raw) {
+	return p.scopeList(obj["metascopes"], field, "not a comma-separated string", cleanMetascopes)
+}
+
+// scopeList reads raw, a comma-separated string or a JSON array of strings,
+// and cleans its entries, reporting problems under field.
+func (p *credentialsParser) scopeList(raw json.RawMessage, field, badShape string, clean func([]string) ([]string, error)) []string {
+	if raw == nil || isNull(raw) {
 		p.add(field, "missing")
 		return nil
 	}
@@ -255,10 +260,10 @@ func (p *credentialsParser) metascopes(obj map[string]json.RawMessage, field str
 	if err := json.Unmarshal(raw, &s); err == nil {
 		entries = strings.Split(s, ",")
 	} else if err := json.Unmarshal(raw, &entries); err != nil {
-		p.add(field, "not a comma-separated string")
+		p.add(field, badShape)
 		return nil
 	}
-	scopes, err := cleanMetascopes(entries)
+	scopes, err := clean(entries)
 	if err != nil {
 		p.add(field, err.Error())
 		return nil

@@ -293,26 +293,7 @@ func (p *credentialsParser) parsePlainOAuth(top map[string]json.RawMessage) *OAu
 
 // scopes reads a JSON array of strings or a comma-separated string.
 func (p *credentialsParser) scopes(obj map[string]json.RawMessage, prefix, key string) []string {
-	field := prefix + key
-	raw, present := obj[key]
-	if !present || isNull(raw) {
-		p.add(field, "missing")
-		return nil
-	}
-	var entries []string
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
-		entries = strings.Split(s, ",")
-	} else if err := json.Unmarshal(raw, &entries); err != nil {
-		p.add(field, "not a JSON array of strings or a comma-separated string")
-		return nil
-	}
-	scopes, err := cleanScopes(entries)
-	if err != nil {
-		p.add(field, err.Error())
-		return nil
-	}
-	return scopes
+	return p.scopeList(obj[key], prefix+key, "not a JSON array of strings or a comma-separated string", cleanScopes)
 }
 
 // cleanScopes trims entries and drops empty ones and duplicates. A scope is
