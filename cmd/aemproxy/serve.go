@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/aemproxy/aemproxy/internal/config"
+	"github.com/aemproxy/aemproxy/internal/guard"
 	"github.com/aemproxy/aemproxy/internal/ims"
 	"github.com/aemproxy/aemproxy/internal/ops"
 	"github.com/aemproxy/aemproxy/internal/proxy"
@@ -39,6 +40,7 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 // app is everything serve builds from a validated configuration.
 type app struct {
 	providers []*ims.Provider
+	guards    []*guard.Guard
 	listeners map[string][]proxy.Route // by listen address
 	opsRoutes []ops.Route
 }
@@ -90,6 +92,28 @@ func build(cfg config.Config, getenv func(string) string, log zerolog.Logger, re
 			ForwardedHost:   rc.ForwardedHost,
 			PassCookies:     rc.PassCookies,
 			APIKeyPaths:     rc.APIKeyPaths,
+			MaxBodyBytes:    rc.Limits.MaxBodyBytes,
+			MaxConcurrent:   rc.Limits.MaxConcurrent,
+		}
+		if acc, pol := rc.Access, rc.Policy; len(acc.AllowCIDRs) > 0 || acc.APIKeysFile != "" || acc.RequiredHeader != "" || !pol.IsZero() {
+			g, err := guard.New(guard.Options{
+				AllowCIDRs:     acc.AllowCIDRs,
+				APIKeysFile:    acc.APIKeysFile,
+				APIKeyHeader:   acc.APIKeyHeader,
+				RequiredHeader: acc.RequiredHeader,
+				ReadOnly:       pol.ReadOnly,
+				AllowMethods:   pol.AllowMethods,
+				DenyMethods:    pol.DenyMethods,
+				AllowPaths:     pol.AllowPaths,
+				DenyPaths:      pol.DenyPaths,
+				Logger:         log.With().Str("route", rc.Name).Logger(),
+			})
+			if err != nil {
+				problems = append(problems, fmt.Errorf("route %s: %w", rc.Name, err))
+				continue
+			}
+			r.Guard = g
+			a.guards = append(a.guards, g)
 		}
 		if rc.ExternalURL != nil {
 			r.ExternalURL = &rc.ExternalURL.URL
@@ -163,7 +187,7 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, l
 			closeAll()
 			return fmt.Errorf("proxy listener: %w", err)
 		}
-		warnExposure(log, ln.Addr())
+		warnExposure(log, ln.Addr(), routes)
 		servers = append(servers, server{routes: len(routes), ln: ln, srv: &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
@@ -200,10 +224,15 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, l
 			case <-runCtx.Done():
 				return
 			case <-hup:
-				log.Info().Msg("SIGHUP: reloading credentials")
+				log.Info().Msg("SIGHUP: reloading credentials and API keys")
 				for _, p := range a.providers {
 					if err := p.Reload(); err != nil {
 						log.Warn().Err(err).Msg("credentials reload refused; keeping the current credential")
+					}
+				}
+				for _, g := range a.guards {
+					if err := g.Reload(); err != nil {
+						log.Warn().Err(err).Msg("API keys reload refused; keeping the current keys")
 					}
 				}
 			}
@@ -249,13 +278,23 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, l
 	return failure
 }
 
-// warnExposure says so when the proxy is reachable beyond this machine:
-// anyone who can connect acts as the technical account.
-func warnExposure(log zerolog.Logger, addr net.Addr) {
+// warnExposure says so when the proxy is reachable beyond this machine and
+// a route on it restricts neither client addresses nor API keys: anyone who
+// can connect acts as the technical account.
+func warnExposure(log zerolog.Logger, addr net.Addr, routes []proxy.Route) {
 	tcp, ok := addr.(*net.TCPAddr)
 	if !ok || tcp.IP.IsLoopback() {
 		return
 	}
-	log.Warn().Str("addr", addr.String()).
-		Msg("the proxy listens beyond loopback: anyone who can reach this address acts with the route's AEM credentials; restrict it with a firewall or network policy")
+	var open []string
+	for _, r := range routes {
+		if !r.Guard.Restricts() {
+			open = append(open, r.Name)
+		}
+	}
+	if len(open) == 0 {
+		return
+	}
+	log.Warn().Str("addr", addr.String()).Strs("routes", open).
+		Msg("the proxy listens beyond loopback and no allow_cidrs/api_keys are set: anyone who can reach this address acts with the route's AEM credentials; set access.allow_cidrs or access.api_keys_file, or restrict it with a firewall or network policy")
 }

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/aemproxy/aemproxy/internal/guard"
 )
 
 // Config is the whole configuration of one aemproxy process.
@@ -133,6 +135,53 @@ type Route struct {
 	ProxyURL string `yaml:"proxy_url"`
 	// ResponseHeaderTimeout bounds the wait for AEM's response headers.
 	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+	// Access restricts who may use the route.
+	Access Access `yaml:"access"`
+	// Policy restricts the methods and paths the route forwards.
+	Policy Policy `yaml:"policy"`
+	// Limits bound the request bodies and concurrency of the route.
+	Limits Limits `yaml:"limits"`
+}
+
+// Access is a route's inbound access control; every part is optional and
+// they combine (all must pass). See package guard.
+type Access struct {
+	// AllowCIDRs admits only clients connecting from these networks (or
+	// bare addresses). Empty admits any address.
+	AllowCIDRs []string `yaml:"allow_cidrs"`
+	// APIKeysFile requires one of the keys in this file (one per line,
+	// plain or sha256:<hex>, # comments); it is re-read when it changes.
+	APIKeysFile string `yaml:"api_keys_file"`
+	// APIKeyHeader is the request header carrying the key; it is removed
+	// before forwarding.
+	APIKeyHeader string `yaml:"api_key_header"`
+	// RequiredHeader is "Name" or "Name: value" that every request must
+	// carry, e.g. "X-Requested-By: aemproxy".
+	RequiredHeader string `yaml:"required_header"`
+}
+
+// Policy limits the methods and paths a route forwards. Paths are prefixes
+// of the decoded path AEM receives; deny wins over allow.
+type Policy struct {
+	// ReadOnly admits only GET, HEAD and OPTIONS.
+	ReadOnly     bool     `yaml:"read_only"`
+	AllowMethods []string `yaml:"allow_methods"`
+	DenyMethods  []string `yaml:"deny_methods"`
+	AllowPaths   []string `yaml:"allow_paths"`
+	DenyPaths    []string `yaml:"deny_paths"`
+}
+
+// IsZero reports whether the policy restricts nothing.
+func (p Policy) IsZero() bool {
+	return !p.ReadOnly && len(p.AllowMethods)+len(p.DenyMethods)+len(p.AllowPaths)+len(p.DenyPaths) == 0
+}
+
+// Limits bound what one route takes on; 0 means no limit.
+type Limits struct {
+	// MaxBodyBytes is the largest request body accepted (413 beyond).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxConcurrent is the most requests served at once (503 beyond).
+	MaxConcurrent int `yaml:"max_concurrent"`
 }
 
 // Basic is HTTP Basic authentication for a local AEM SDK. The password
@@ -179,6 +228,9 @@ func RouteDefaults(r Route) Route {
 	if r.PathPrefix == "" {
 		r.PathPrefix = "/"
 	}
+	if r.Access.APIKeyHeader == "" {
+		r.Access.APIKeyHeader = guard.DefaultAPIKeyHeader
+	}
 	return r
 }
 
@@ -210,6 +262,7 @@ func (c *Config) resolvePaths(dir string) {
 		abs(&c.Routes[i].Credentials)
 		abs(&c.Routes[i].Basic.PasswordFile)
 		abs(&c.Routes[i].CAFile)
+		abs(&c.Routes[i].Access.APIKeysFile)
 	}
 }
 
@@ -248,6 +301,9 @@ func friendlyYAML(msg string) string {
 		"not found in type config.IMS", "is not a known key of ims",
 		"not found in type config.Log", "is not a known key of log",
 		"not found in type config.Server", "is not a known key of server",
+		"not found in type config.Access", "is not a known key of a route's access",
+		"not found in type config.Policy", "is not a known key of a route's policy",
+		"not found in type config.Limits", "is not a known key of a route's limits",
 		"into time.Duration", "into a duration (write e.g. 30s, 5m, 1h)",
 		"field ", "key ",
 	)
@@ -453,6 +509,7 @@ func (c *Config) Validate() error {
 		if r.ResponseHeaderTimeout <= 0 {
 			add("%s.response_header_timeout: must be positive, got %v", where, r.ResponseHeaderTimeout)
 		}
+		problems = append(problems, r.validateGuard(where)...)
 	}
 	return errors.Join(problems...)
 }
@@ -518,6 +575,55 @@ func (r *Route) validateCredentials(where string) []error {
 		if !strings.HasPrefix(p, "/") {
 			add("%s.api_key_paths[%d]: %q must start with /", where, j, p)
 		}
+	}
+	return problems
+}
+
+// validateGuard checks a route's access, policy and limits.
+func (r *Route) validateGuard(where string) []error {
+	var problems []error
+	add := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
+	a := r.Access
+	for j, s := range a.AllowCIDRs {
+		if _, err := guard.ParseCIDR(s); err != nil {
+			add("%s.access.allow_cidrs[%d]: %v", where, j, err)
+		}
+	}
+	if a.APIKeysFile != "" {
+		if err := checkReadable(a.APIKeysFile); err != nil {
+			add("%s.access.api_keys_file: %v", where, err)
+		}
+	}
+	if err := guard.CheckHeaderName(a.APIKeyHeader); err != nil {
+		add("%s.access.api_key_header: %v", where, err)
+	}
+	if a.RequiredHeader != "" {
+		if _, _, err := guard.ParseRequiredHeader(a.RequiredHeader); err != nil {
+			add("%s.access.required_header: %v", where, err)
+		}
+	}
+	p := r.Policy
+	for _, l := range []struct {
+		key   string
+		list  []string
+		check func(string) error
+	}{
+		{"allow_methods", p.AllowMethods, guard.CheckMethod},
+		{"deny_methods", p.DenyMethods, guard.CheckMethod},
+		{"allow_paths", p.AllowPaths, guard.CheckPath},
+		{"deny_paths", p.DenyPaths, guard.CheckPath},
+	} {
+		for j, v := range l.list {
+			if err := l.check(v); err != nil {
+				add("%s.policy.%s[%d]: %v", where, l.key, j, err)
+			}
+		}
+	}
+	if r.Limits.MaxBodyBytes < 0 {
+		add("%s.limits.max_body_bytes: must not be negative (0 means no limit), got %d", where, r.Limits.MaxBodyBytes)
+	}
+	if r.Limits.MaxConcurrent < 0 {
+		add("%s.limits.max_concurrent: must not be negative (0 means no limit), got %d", where, r.Limits.MaxConcurrent)
 	}
 	return problems
 }

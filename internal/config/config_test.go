@@ -54,6 +54,9 @@ func TestExampleConfigValidates(t *testing.T) {
 	if publish.Listen != "127.0.0.1:8081" {
 		t.Errorf("publish listen: got %q; want 127.0.0.1:8081", publish.Listen)
 	}
+	if author.Access.APIKeyHeader != "X-Aemproxy-Key" {
+		t.Errorf("api_key_header default: got %q; want X-Aemproxy-Key", author.Access.APIKeyHeader)
+	}
 	if author.ResponseHeaderTimeout != 60*time.Second || author.ReplayBodyLimit != 64<<10 || author.PathPrefix != "/" {
 		t.Errorf("route defaults not applied: %+v", author)
 	}
@@ -144,6 +147,22 @@ func TestValidate(t *testing.T) {
 			c.Routes[0].OAuthCredential = "x"
 		}, []string{"oauth_credential: only applies"}},
 		{"api key path", func(c *Config) { c.Routes[0].APIKeyPaths = []string{"adobe"} }, []string{`api_key_paths[0]: "adobe" must start with /`}},
+		{"access, policy and limits at once", func(c *Config) {
+			c.Routes[0].Access = Access{
+				AllowCIDRs:     []string{"10.0.0.0/8", "10.0.0.0/33", "intranet"},
+				APIKeysFile:    filepath.Join(dir, "no-keys"),
+				APIKeyHeader:   "X Key",
+				RequiredHeader: "X-Requested-By aemproxy",
+			}
+			c.Routes[0].Policy = Policy{AllowMethods: []string{"GET", "FETCH"}, DenyMethods: []string{"delete"}, AllowPaths: []string{"content"}, DenyPaths: []string{"/crx", "/a/../b"}}
+			c.Routes[0].Limits = Limits{MaxBodyBytes: -1, MaxConcurrent: -2}
+		}, []string{
+			`access.allow_cidrs[1]: "10.0.0.0/33"`, `access.allow_cidrs[2]: "intranet"`,
+			"access.api_keys_file", "no-keys", `access.api_key_header: "X Key"`, "access.required_header",
+			`policy.allow_methods[1]: method "FETCH"`, `policy.deny_methods[0]: method "delete"`,
+			`policy.allow_paths[0]: path "content"`, `policy.deny_paths[1]: path "/a/../b"`,
+			"limits.max_body_bytes", "limits.max_concurrent",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,4 +222,49 @@ func FuzzDecode(f *testing.F) {
 		}
 		_ = c.Validate() // must not panic
 	})
+}
+
+// TestExampleGuardBlockValidates uncomments the access, policy and limits
+// shown in config.example.yaml and checks that they are a valid
+// configuration, so that the example cannot rot.
+func TestExampleGuardBlockValidates(t *testing.T) {
+	example, err := os.ReadFile("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(example), "\n")
+	in := false
+	uncommented := 0
+	for i, l := range lines {
+		switch {
+		case l == "    # access:":
+			in = true
+		case in && !strings.HasPrefix(l, "    # "):
+			in = false
+		}
+		if in {
+			lines[i] = "    " + strings.TrimPrefix(l, "    # ")
+			uncommented++
+		}
+	}
+	if uncommented < 15 {
+		t.Fatalf("uncommented %d lines; want the whole access/policy/limits block", uncommented)
+	}
+	dir := t.TempDir()
+	path := writeFile(t, dir, "aemproxy.yaml", strings.Join(lines, "\n"))
+	writeFile(t, dir, "secrets/author-service-credentials.json", "{}")
+	writeFile(t, dir, "secrets/publish-service-credentials.json", "{}")
+	writeFile(t, dir, "secrets/author-api-keys", "an-api-key-0123456789\n")
+	c, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	a := c.Routes[0]
+	if len(a.Access.AllowCIDRs) != 1 || a.Access.APIKeysFile != filepath.Join(dir, "secrets/author-api-keys") ||
+		a.Access.RequiredHeader != "X-Requested-By: aemproxy" || len(a.Policy.DenyPaths) < 5 {
+		t.Errorf("author route: got access %+v, policy %+v", a.Access, a.Policy)
+	}
 }

@@ -211,7 +211,7 @@ func TestReferenceExampleDecodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		for j := range c.Routes {
-			for _, p := range []*string{&c.Routes[j].Credentials, &c.Routes[j].Basic.PasswordFile, &c.Routes[j].CAFile} {
+			for _, p := range []*string{&c.Routes[j].Credentials, &c.Routes[j].Basic.PasswordFile, &c.Routes[j].CAFile, &c.Routes[j].Access.APIKeysFile} {
 				if *p != "" {
 					*p = f
 				}

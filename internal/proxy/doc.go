@@ -27,6 +27,17 @@
 // A clean path is forwarded in its original escaping (minus the prefix when
 // StripPrefix is set), so "/content/a%2Fb" reaches AEM as sent.
 //
+// # Guards and limits
+//
+// A route may carry a [guard.Guard] (client networks, API keys, a required
+// header, a method and path policy), which is asked about each request after
+// routing and before a token is fetched, with the decoded path AEM will
+// receive (after StripPrefix). A route may also bound its request bodies
+// (MaxBodyBytes: 413) and the requests it serves at once (MaxConcurrent: 503
+// with Retry-After, never queued). Every refusal is answered with the same
+// short JSON error and counted in aemproxy_rejected_requests_total by
+// reason, and never reaches AEM.
+//
 // # What a client cannot do
 //
 // The proxy is not an open proxy: CONNECT, absolute-form targets naming a

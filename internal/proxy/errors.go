@@ -18,24 +18,25 @@ const statusClientClosed = 499
 
 // rejection is a request the proxy refuses before routing it.
 type rejection struct {
-	status  int
-	reason  string // error code in the response, and the rejected_requests_total label
-	message string
+	status     int
+	reason     string // error code in the response, and the rejected_requests_total label
+	message    string
+	retryAfter time.Duration
 }
 
 func (r *rejection) Error() string { return r.message }
 
 var (
-	errConnect = &rejection{http.StatusMethodNotAllowed, "method_not_allowed",
-		"CONNECT is not supported: aemproxy is a reverse proxy for AEM, not a forward proxy"}
-	errForeignTarget = &rejection{http.StatusMisdirectedRequest, "foreign_target",
-		"the request target names another host: aemproxy is a reverse proxy for AEM, not a forward proxy; send origin-form requests (GET /path)"}
-	errBadTarget = &rejection{http.StatusBadRequest, "bad_target",
-		"the request target must be a path starting with /"}
-	errUncleanPath = &rejection{http.StatusBadRequest, "unclean_path",
-		"the path has an empty, \".\" or \"..\" segment; send the path in its clean form"}
-	errNoRoute = &rejection{http.StatusNotFound, "no_route",
-		"no route of this proxy serves this host and path; check the URL against the proxy's configured routes"}
+	errConnect = &rejection{status: http.StatusMethodNotAllowed, reason: "method_not_allowed",
+		message: "CONNECT is not supported: aemproxy is a reverse proxy for AEM, not a forward proxy"}
+	errForeignTarget = &rejection{status: http.StatusMisdirectedRequest, reason: "foreign_target",
+		message: "the request target names another host: aemproxy is a reverse proxy for AEM, not a forward proxy; send origin-form requests (GET /path)"}
+	errBadTarget = &rejection{status: http.StatusBadRequest, reason: "bad_target",
+		message: "the request target must be a path starting with /"}
+	errUncleanPath = &rejection{status: http.StatusBadRequest, reason: "unclean_path",
+		message: "the path has an empty, \".\" or \"..\" segment; send the path in its clean form"}
+	errNoRoute = &rejection{status: http.StatusNotFound, reason: "no_route",
+		message: "no route of this proxy serves this host and path; check the URL against the proxy's configured routes"}
 )
 
 // tokenError is a failure to get the route's IMS access token. Token
@@ -73,6 +74,7 @@ type failure struct {
 func classify(err error) failure {
 	var (
 		rej *rejection
+		big *http.MaxBytesError
 		tok *tokenError
 		bod *bodyError
 		ra  retryAfterer
@@ -81,7 +83,12 @@ func classify(err error) failure {
 	)
 	switch {
 	case errors.As(err, &rej):
-		return failure{status: rej.status, code: rej.reason, message: rej.message}
+		return failure{status: rej.status, code: rej.reason, message: rej.message, retryAfter: rej.retryAfter}
+	case errors.As(err, &big):
+		// Read past the route's MaxBodyBytes (a body without
+		// Content-Length), by the proxy or by the transport.
+		return failure{status: http.StatusRequestEntityTooLarge, code: "body_too_large",
+			message: "the request body is larger than this route's limit of " + strconv.FormatInt(big.Limit, 10) + " bytes"}
 	case errors.As(err, &tok):
 		f := failure{status: http.StatusServiceUnavailable, code: "token_unavailable",
 			message: "cannot get an IMS access token for AEM: " + tok.err.Error()}

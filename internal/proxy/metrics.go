@@ -51,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"route"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aemproxy_rejected_requests_total",
-			Help: "Requests refused before reaching any route, by reason.",
+			Help: "Requests refused by the proxy before reaching AEM (no route, unclean path, a route's access rules, policy or limits), by reason.",
 		}, []string{"reason"}),
 	}
 	if reg != nil {

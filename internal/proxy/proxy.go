@@ -256,6 +256,32 @@ func (x *exchange) serve() {
 	}
 	x.route = rt
 	rt.metrics.start()
+	if rt.guard != nil {
+		if d := rt.guard.Check(r, rt.policyPath(r.URL)); d != nil {
+			x.reject(&rejection{status: d.Status, reason: d.Reason, message: d.Message})
+			return
+		}
+	}
+	if rt.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength > rt.maxBody {
+			x.reject(rt.errBody)
+			return
+		}
+		if r.ContentLength < 0 {
+			r.Body = http.MaxBytesReader(&x.rw, r.Body, rt.maxBody)
+		}
+	}
+	if rt.slots != nil {
+		select {
+		case rt.slots <- struct{}{}:
+			// Deferred, so that a request aborted mid-body (ReverseProxy
+			// panics with http.ErrAbortHandler) frees its slot too.
+			defer func() { <-rt.slots }()
+		default:
+			x.reject(rt.errBusy)
+			return
+		}
+	}
 	if rt.tokens != nil {
 		tok, err := rt.tokens.Token(r.Context())
 		if err == nil && tok.AccessToken == "" {
@@ -325,10 +351,16 @@ func (h *Handler) match(r *http.Request) *route {
 	return nil
 }
 
+// reject refuses the request for a reason counted in
+// aemproxy_rejected_requests_total, naming the route if one was matched.
 func (x *exchange) reject(err *rejection) {
 	x.err = err
 	x.h.metrics.reject(err.reason)
-	writeError(&x.rw, classify(err), "", x.id[0])
+	name := ""
+	if x.route != nil {
+		name = x.route.name
+	}
+	writeError(&x.rw, classify(err), name, x.id[0])
 }
 
 // fail answers the client for err, or notes that there is nobody left to
@@ -339,6 +371,10 @@ func (x *exchange) fail(err error) {
 		x.clientGone = true
 		x.h.log.Debug().Str("req_id", x.id[0]).Str("route", x.route.name).Err(err).Msg("client went away")
 		return
+	}
+	var big *http.MaxBytesError
+	if errors.As(err, &big) {
+		x.h.metrics.reject("body_too_large")
 	}
 	writeError(&x.rw, classify(err), x.route.name, x.id[0])
 }

@@ -9,7 +9,9 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
+	"github.com/aemproxy/aemproxy/internal/guard"
 	"github.com/aemproxy/aemproxy/internal/ims"
 )
 
@@ -68,6 +70,19 @@ type Route struct {
 	// account, and a shared proxy must not hand one caller's cookie to
 	// others.
 	PassCookies bool
+	// Guard, when set, is asked about every request the route matched,
+	// before a token is fetched; it sees the decoded path AEM will receive
+	// (after StripPrefix). A refused request is answered with the Denial's
+	// status and counted in aemproxy_rejected_requests_total.
+	Guard *guard.Guard
+	// MaxBodyBytes, when positive, refuses request bodies larger than this
+	// with 413: at once when Content-Length says so, else when the body has
+	// been read that far.
+	MaxBodyBytes int64
+	// MaxConcurrent, when positive, bounds the requests this route serves
+	// at once; a request beyond it is answered 503 with Retry-After at once,
+	// never queued.
+	MaxConcurrent int
 }
 
 const (
@@ -94,6 +109,11 @@ type route struct {
 	fwdHost     bool
 	passCookies bool
 	metrics     *routeMetrics
+	guard       *guard.Guard
+	maxBody     int64
+	errBody     *rejection    // 413 naming maxBody
+	slots       chan struct{} // nil: no concurrency limit
+	errBusy     *rejection    // 503 naming the limit
 
 	// staticAuth is Route.Authorization as a header value; nil for none.
 	staticAuth []string
@@ -343,6 +363,13 @@ func (rt *route) sameOrigin(u *url.URL) bool {
 		normalizeOrigin(scheme, u.Host) == rt.origin
 }
 
+// policyPath is the decoded path AEM receives for the inbound URL u, which
+// a Guard judges.
+func (rt *route) policyPath(u *url.URL) string {
+	p, _ := rt.forwardPath(u)
+	return p
+}
+
 // compileRoute validates r and prepares it for serving. Every problem is
 // reported, each naming the route.
 func compileRoute(i int, r Route) (*route, error) {
@@ -366,6 +393,17 @@ func compileRoute(i int, r Route) (*route, error) {
 		replayLimit: r.ReplayBodyLimit,
 		fwdHost:     r.ForwardedHost == nil || *r.ForwardedHost,
 		passCookies: r.PassCookies,
+		guard:       r.Guard,
+		maxBody:     r.MaxBodyBytes,
+	}
+	if r.MaxBodyBytes > 0 {
+		rt.errBody = &rejection{status: http.StatusRequestEntityTooLarge, reason: "body_too_large",
+			message: fmt.Sprintf("the request body is larger than this route's limit of %d bytes", r.MaxBodyBytes)}
+	}
+	if r.MaxConcurrent > 0 {
+		rt.slots = make(chan struct{}, r.MaxConcurrent)
+		rt.errBusy = &rejection{status: http.StatusServiceUnavailable, reason: "concurrency", retryAfter: time.Second,
+			message: fmt.Sprintf("this route is serving its limit of %d requests at once; try again shortly", r.MaxConcurrent)}
 	}
 	if inv, ok := r.Tokens.(invalidator); ok {
 		rt.invalidator = inv

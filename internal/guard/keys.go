@@ -1,0 +1,145 @@
+package guard
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// minPlainKey is the shortest plain key a keys file may hold: a short key
+// can be guessed by anyone allowed to try.
+const minPlainKey = 16
+
+// keyFile holds the API keys of one file, re-read when it changes.
+type keyFile struct {
+	path string
+	now  func() time.Time
+	log  zerolog.Logger
+
+	set       atomic.Pointer[keySet]
+	nextCheck atomic.Int64 // unix nanoseconds
+	// mu lets one request at a time look at the file; others go on with
+	// the keys they have rather than wait.
+	mu sync.Mutex
+}
+
+// keySet is one reading of the file.
+type keySet struct {
+	digests [][sha256.Size]byte
+	size    int64
+	modTime time.Time
+}
+
+// valid compares the key's digest with every known digest, without
+// stopping at a match, in constant time per digest.
+func (k *keyFile) valid(key string) bool {
+	k.maybeReload()
+	d := digest(key)
+	ok := false
+	set := k.set.Load()
+	for i := range set.digests {
+		if equalDigest(&d, &set.digests[i]) {
+			ok = true
+		}
+	}
+	return ok
+}
+
+// maybeReload re-reads the file when its size or modification time changed,
+// looking at most once per KeyCheckInterval.
+func (k *keyFile) maybeReload() {
+	now := k.now()
+	if now.UnixNano() < k.nextCheck.Load() || !k.mu.TryLock() {
+		return
+	}
+	defer k.mu.Unlock()
+	k.nextCheck.Store(now.Add(KeyCheckInterval).UnixNano())
+	st, err := os.Stat(k.path)
+	if err != nil {
+		k.log.Warn().Str("file", k.path).Err(err).Msg("API keys file unreadable; keeping the current keys")
+		return
+	}
+	cur := k.set.Load()
+	if st.Size() == cur.size && st.ModTime().Equal(cur.modTime) {
+		return
+	}
+	if err := k.load(); err != nil {
+		k.log.Warn().Str("file", k.path).Err(err).Msg("API keys file refused; keeping the current keys")
+	}
+}
+
+// Reload reads the file now. On error the current keys stay.
+func (k *keyFile) Reload() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.load()
+}
+
+func (k *keyFile) load() error {
+	f, err := os.Open(k.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a directory, want a file", k.path)
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(f); err != nil {
+		return fmt.Errorf("read API keys %s: %w", k.path, err)
+	}
+	digests, err := parseKeys(buf.Bytes())
+	if err != nil {
+		return fmt.Errorf("API keys %s: %w", k.path, err)
+	}
+	old := k.set.Swap(&keySet{digests: digests, size: st.Size(), modTime: st.ModTime()})
+	if old != nil {
+		k.log.Info().Str("file", k.path).Int("keys", len(digests)).Msg("API keys reloaded")
+	}
+	return nil
+}
+
+// parseKeys reads a keys file. Its errors name the line, never its content.
+func parseKeys(data []byte) ([][sha256.Size]byte, error) {
+	var out [][sha256.Size]byte
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 64<<10)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if h, ok := strings.CutPrefix(line, "sha256:"); ok {
+			var d [sha256.Size]byte
+			if len(h) != hex.EncodedLen(sha256.Size) {
+				return nil, fmt.Errorf("line %d: want sha256: and 64 hex digits", n)
+			}
+			if _, err := hex.Decode(d[:], []byte(h)); err != nil {
+				return nil, fmt.Errorf("line %d: want sha256: and 64 hex digits", n)
+			}
+			out = append(out, d)
+			continue
+		}
+		if len(line) < minPlainKey {
+			return nil, fmt.Errorf("line %d: a plain key must be at least %d bytes", n, minPlainKey)
+		}
+		out = append(out, digest(line))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
