@@ -65,6 +65,7 @@ type harnessOptions struct {
 	// credentials, if set, replaces --credentials with these flags.
 	credentials func(h *harness) []string
 	env         map[string]string
+	stdout      io.Writer // run's stdout; nil discards it
 }
 
 func startHarness(t *testing.T, o harnessOptions) *harness {
@@ -122,7 +123,11 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
 	getenv := func(k string) string { return o.env[k] }
-	go func() { h.done <- run(ctx, args, getenv, io.Discard, h.logs) }()
+	stdout := o.stdout
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	go func() { h.done <- run(ctx, args, getenv, stdout, h.logs) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

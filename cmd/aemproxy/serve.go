@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -164,6 +165,13 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, l
 	metrics := proxy.NewMetrics(reg)
 	admin := ops.New(ops.Options{Routes: a.opsRoutes, Gatherer: reg})
 
+	var tlsf *tlsFiles
+	if cfg.TLS.Enabled() {
+		if tlsf, err = newTLSFiles(cfg.TLS, time.Now, log); err != nil {
+			return fmt.Errorf("invalid configuration:\n%w", indent(err))
+		}
+	}
+
 	errorLog := stdlog.New(log.With().Str("component", "http_server").Logger(), "", 0)
 	type server struct {
 		routes int
@@ -187,8 +195,7 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, l
 			closeAll()
 			return fmt.Errorf("proxy listener: %w", err)
 		}
-		warnExposure(log, ln.Addr(), routes)
-		servers = append(servers, server{routes: len(routes), ln: ln, srv: &http.Server{
+		srv := &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 			IdleTimeout:       cfg.Server.IdleTimeout,
@@ -196,7 +203,18 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, l
 			ErrorLog:          errorLog,
 			// No ReadTimeout or WriteTimeout: uploads and asset downloads
 			// stream for as long as they take.
-		}})
+		}
+		if tlsf != nil {
+			// srv.TLSConfig offering h2 is what makes Serve set up HTTP/2.
+			srv.TLSConfig = tlsf.ServerConfig()
+			ln = tls.NewListener(ln, srv.TLSConfig)
+		}
+		// A required client certificate restricts who may connect as much
+		// as allow_cidrs does.
+		if cfg.TLS.EffectiveClientAuth() != "require" {
+			warnExposure(log, ln.Addr(), routes)
+		}
+		servers = append(servers, server{routes: len(routes), ln: ln, srv: srv})
 	}
 	adminLn, err := net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
@@ -224,7 +242,12 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, l
 			case <-runCtx.Done():
 				return
 			case <-hup:
-				log.Info().Msg("SIGHUP: reloading credentials and API keys")
+				log.Info().Msg("SIGHUP: reloading credentials, API keys and TLS files")
+				if tlsf != nil {
+					if err := tlsf.Reload(); err != nil {
+						log.Warn().Err(err).Msg("TLS files reload refused; keeping the current certificate")
+					}
+				}
 				for _, p := range a.providers {
 					if err := p.Reload(); err != nil {
 						log.Warn().Err(err).Msg("credentials reload refused; keeping the current credential")
@@ -240,7 +263,8 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, l
 	})
 	serveErr := make(chan error, len(servers)+1)
 	for _, s := range servers {
-		log.Info().Str("addr", s.ln.Addr().String()).Int("routes", s.routes).Msg("proxy listening")
+		log.Info().Str("addr", s.ln.Addr().String()).Int("routes", s.routes).
+			Bool("tls", tlsf != nil).Str("client_auth", cfg.TLS.EffectiveClientAuth()).Msg("proxy listening")
 		wg.Go(func() { serveErr <- s.srv.Serve(s.ln) })
 	}
 	log.Info().Str("addr", adminLn.Addr().String()).Msg("admin listening")

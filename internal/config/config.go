@@ -7,6 +7,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -40,8 +42,10 @@ type Config struct {
 	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
 	Log           Log           `yaml:"log"`
 	Server        Server        `yaml:"server"`
-	IMS           IMS           `yaml:"ims"`
-	Routes        []Route       `yaml:"routes"`
+	// TLS, when cert_file is set, serves the proxy listeners over HTTPS.
+	TLS    TLS     `yaml:"tls"`
+	IMS    IMS     `yaml:"ims"`
+	Routes []Route `yaml:"routes"`
 }
 
 // Log selects the log level and format.
@@ -55,6 +59,86 @@ type Server struct {
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+}
+
+// TLS serves the proxy listeners (not the admin listener) over HTTPS,
+// optionally requiring client certificates. The files are re-read when they
+// change and on SIGHUP.
+type TLS struct {
+	// CertFile is the PEM server certificate chain, leaf first.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key of the leaf certificate.
+	KeyFile string `yaml:"key_file"`
+	// ClientCAFile is a PEM bundle of the CAs whose client certificates
+	// are accepted.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientAuth is none, request (verify a certificate if the client
+	// sends one) or require; "" means require when ClientCAFile is set and
+	// none otherwise.
+	ClientAuth string `yaml:"client_auth"`
+}
+
+// Enabled reports whether the proxy listeners serve HTTPS.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// EffectiveClientAuth resolves the "" default of ClientAuth.
+func (t TLS) EffectiveClientAuth() string {
+	switch {
+	case t.ClientAuth != "":
+		return t.ClientAuth
+	case t.ClientCAFile != "":
+		return "require"
+	}
+	return "none"
+}
+
+// validate checks the TLS keys, reading the files to report a missing file,
+// a key that does not match its certificate, or a CA file without
+// certificates. It changes nothing.
+func (t TLS) validate() []error {
+	var problems []error
+	add := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
+	if !t.Enabled() {
+		if t.ClientCAFile != "" || t.ClientAuth != "" {
+			add("tls: client_ca_file and client_auth need tls.cert_file and tls.key_file")
+		}
+		return problems
+	}
+	pairReadable := true
+	for _, f := range []struct{ key, path string }{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+		if f.path == "" {
+			add("tls.%s: missing; tls needs both cert_file and key_file", f.key)
+			pairReadable = false
+		} else if err := checkReadable(f.path); err != nil {
+			add("tls.%s: %v", f.key, err)
+			pairReadable = false
+		}
+	}
+	if pairReadable {
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			add("tls: cert_file %s and key_file %s: %v", t.CertFile, t.KeyFile, err)
+		}
+	}
+	if t.ClientCAFile != "" {
+		if data, err := os.ReadFile(t.ClientCAFile); err != nil {
+			add("tls.client_ca_file: %v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(data) {
+			add("tls.client_ca_file: %s holds no PEM certificate", t.ClientCAFile)
+		}
+	}
+	switch t.ClientAuth {
+	case "", "none":
+		if t.ClientAuth == "none" && t.ClientCAFile != "" {
+			add("tls.client_auth: none, but client_ca_file is set; remove one")
+		}
+	case "request", "require":
+		if t.ClientCAFile == "" {
+			add("tls.client_auth: %s needs client_ca_file, the CAs client certificates are verified against", t.ClientAuth)
+		}
+	default:
+		add("tls.client_auth: %q is not one of none, request, require", t.ClientAuth)
+	}
+	return problems
 }
 
 // IMS configures how aemproxy reaches Adobe IMS.
@@ -258,6 +342,9 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 	abs(&c.IMS.CAFile)
+	abs(&c.TLS.CertFile)
+	abs(&c.TLS.KeyFile)
+	abs(&c.TLS.ClientCAFile)
 	for i := range c.Routes {
 		abs(&c.Routes[i].Credentials)
 		abs(&c.Routes[i].Basic.PasswordFile)
@@ -301,6 +388,7 @@ func friendlyYAML(msg string) string {
 		"not found in type config.IMS", "is not a known key of ims",
 		"not found in type config.Log", "is not a known key of log",
 		"not found in type config.Server", "is not a known key of server",
+		"not found in type config.TLS", "is not a known key of tls",
 		"not found in type config.Access", "is not a known key of a route's access",
 		"not found in type config.Policy", "is not a known key of a route's policy",
 		"not found in type config.Limits", "is not a known key of a route's limits",
@@ -428,6 +516,7 @@ func (c *Config) Validate() error {
 	if c.Server.MaxHeaderBytes < 4<<10 || c.Server.MaxHeaderBytes > 1<<20 {
 		add("server.max_header_bytes: must be between 4096 and 1048576, got %d", c.Server.MaxHeaderBytes)
 	}
+	problems = append(problems, c.TLS.validate()...)
 	if c.IMS.Timeout <= 0 {
 		add("ims.timeout: must be positive, got %v", c.IMS.Timeout)
 	}
