@@ -33,20 +33,29 @@ func newIMSDeps(cfg config.Config) (imsDeps, error) {
 	if cfg.IMS.URL != nil {
 		d.base = &cfg.IMS.URL.URL
 	}
-	var proxyURL *url.URL
-	if p := cfg.IMS.ProxyURL; p != "" && p != "direct" {
-		u, err := url.Parse(p)
-		if err != nil {
-			return d, fmt.Errorf("ims.proxy_url: %w", err)
-		}
-		proxyURL = u
+	proxyURL, direct, err := egressProxy(cfg.IMS.ProxyURL)
+	if err != nil {
+		return d, fmt.Errorf("ims.proxy_url: %w", err)
 	}
-	client, err := ims.NewHTTPClient(ims.HTTPClientOptions{CAFile: cfg.IMS.CAFile, ProxyURL: proxyURL, Timeout: cfg.IMS.Timeout})
+	client, err := ims.NewHTTPClient(ims.HTTPClientOptions{CAFile: cfg.IMS.CAFile, ProxyURL: proxyURL, Direct: direct, Timeout: cfg.IMS.Timeout})
 	if err != nil {
 		return d, fmt.Errorf("ims: %w", err)
 	}
 	d.client = client
 	return d, nil
+}
+
+// egressProxy reads a proxy_url setting: "" means the environment's
+// HTTPS_PROXY/NO_PROXY (nil, false), "direct" means no proxy at all.
+func egressProxy(s string) (u *url.URL, direct bool, err error) {
+	switch s {
+	case "":
+		return nil, false, nil
+	case "direct":
+		return nil, true, nil
+	}
+	u, err = url.Parse(s)
+	return u, false, err
 }
 
 // newProvider builds the credential of one route: nil, with no error, for a

@@ -107,7 +107,7 @@ Try, in another terminal:
 Stop with Ctrl-C.
 `, imsURL, aemURL, credsPath, cfg.Listen, cfg.AdminListen)
 
-	return serve(ctx, cfg, func(string) string { return "" }, log, stdout)
+	return serve(ctx, cfg, func(string) string { return "" }, log)
 }
 
 // serveLoopback serves h on a free loopback port until stop is called.

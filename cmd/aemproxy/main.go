@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, getenv, newLogger(cfg.Log, stderr), stdout)
+	return serve(ctx, cfg, getenv, newLogger(cfg.Log, stderr))
 }
 
 // versionString is what "aemproxy version" prints: version, commit, Go

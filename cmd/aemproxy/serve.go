@@ -9,7 +9,6 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"sync"
@@ -61,16 +60,9 @@ func build(cfg config.Config, getenv func(string) string, log zerolog.Logger, re
 	transports := map[proxy.TransportOptions]*http.Transport{}
 	for _, rc := range cfg.Routes {
 		to := proxy.TransportOptions{CAFile: rc.CAFile, ResponseHeaderTimeout: rc.ResponseHeaderTimeout}
-		switch rc.ProxyURL {
-		case "":
-		case "direct":
-			to.Direct = true
-		default:
-			u, err := url.Parse(rc.ProxyURL)
-			if err != nil {
-				problems = append(problems, fmt.Errorf("route %s: proxy_url: %w", rc.Name, err))
-			}
-			to.ProxyURL = u
+		if to.ProxyURL, to.Direct, err = egressProxy(rc.ProxyURL); err != nil {
+			problems = append(problems, fmt.Errorf("route %s: proxy_url: %w", rc.Name, err))
+			continue
 		}
 		tr, ok := transports[to]
 		if !ok {
@@ -152,7 +144,7 @@ func build(cfg config.Config, getenv func(string) string, log zerolog.Logger, re
 }
 
 // serve runs the proxy until ctx is done, then drains and returns.
-func serve(ctx context.Context, cfg config.Config, getenv func(string) string, log zerolog.Logger, stdout io.Writer) error {
+func serve(ctx context.Context, cfg config.Config, getenv func(string) string, log zerolog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a, err := build(cfg, getenv, log, reg)

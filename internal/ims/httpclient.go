@@ -22,8 +22,10 @@ type HTTPClientOptions struct {
 	// egress proxy's), added to the system pool.
 	CAFile string
 	// ProxyURL is the proxy for IMS requests; nil means HTTPS_PROXY,
-	// HTTP_PROXY and NO_PROXY from the environment.
+	// HTTP_PROXY and NO_PROXY from the environment, unless Direct is set.
 	ProxyURL *url.URL
+	// Direct connects to IMS with no proxy, whatever the environment says.
+	Direct bool
 	// Timeout bounds each request; 0 means DefaultHTTPTimeout.
 	Timeout time.Duration
 }
@@ -51,6 +53,12 @@ func NewHTTPClient(o HTTPClientOptions) (*http.Client, error) {
 		}
 	}
 	t.Proxy = http.ProxyFromEnvironment
+	if o.Direct {
+		if o.ProxyURL != nil {
+			return nil, fmt.Errorf("new IMS HTTP client: both Direct and a proxy URL given; choose one")
+		}
+		t.Proxy = nil
+	}
 	if o.ProxyURL != nil {
 		switch o.ProxyURL.Scheme {
 		case "http", "https", "socks5", "socks5h":

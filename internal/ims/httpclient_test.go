@@ -64,6 +64,7 @@ func TestNewHTTPClientRejects(t *testing.T) {
 		{"proxy scheme", HTTPClientOptions{ProxyURL: &url.URL{Scheme: "ftp", Host: "p"}}, `proxy URL "ftp://p": scheme must be http, https or socks5`},
 		{"proxy without host", HTTPClientOptions{ProxyURL: &url.URL{Scheme: "http"}}, "no host"},
 		{"negative timeout", HTTPClientOptions{Timeout: -time.Second}, "new IMS HTTP client: negative timeout -1s"},
+		{"direct and a proxy", HTTPClientOptions{Direct: true, ProxyURL: &url.URL{Scheme: "http", Host: "p"}}, "both Direct and a proxy URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,5 +113,19 @@ func TestNewHTTPClientProxyAndRedirects(t *testing.T) {
 	}
 	if tr := d.Transport.(*http.Transport); tr.Proxy == nil || tr.TLSClientConfig == nil || tr.ResponseHeaderTimeout != DefaultHTTPTimeout {
 		t.Errorf("transport not set up: proxy func %v, TLS config %v, header timeout %v", tr.Proxy != nil, tr.TLSClientConfig, tr.ResponseHeaderTimeout)
+	}
+}
+
+func TestNewHTTPClientDirectIgnoresEnvironment(t *testing.T) {
+	t.Setenv("HTTPS_PROXY", "http://127.0.0.1:1")
+	t.Setenv("HTTP_PROXY", "http://127.0.0.1:1")
+	c, err := NewHTTPClient(HTTPClientOptions{Direct: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr := c.Transport.(*http.Transport); tr.Proxy != nil {
+		req, _ := http.NewRequest(http.MethodGet, "https://ims-na1.adobelogin.com/", nil)
+		u, _ := tr.Proxy(req)
+		t.Errorf("Direct: transport still proxies via %v; want no proxy", u)
 	}
 }
