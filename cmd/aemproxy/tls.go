@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/aemproxy/aemproxy/internal/config"
+	"github.com/aemproxy/aemproxy/internal/reload"
 )
 
 // tlsCheckInterval is how often, at most, a handshake looks at whether the
@@ -24,26 +24,19 @@ const tlsCheckInterval = 2 * time.Second
 // A reading that fails keeps the previous one.
 type tlsFiles struct {
 	cfg config.TLS
-	now func() time.Time
 	log zerolog.Logger
 
-	cur       atomic.Pointer[tlsState]
-	nextCheck atomic.Int64 // unix nanoseconds
-	// mu lets one handshake at a time look at the files; the others go on
-	// with the current state rather than wait.
-	mu sync.Mutex
+	cur atomic.Pointer[tlsState]
+	// check lets one handshake at a time look at the files, at most once
+	// per tlsCheckInterval; the others go on with the current state.
+	check reload.Throttle
 }
 
 // tlsState is one reading of the files: the tls.Config every handshake
 // uses until the next reading, and what the files looked like.
 type tlsState struct {
-	conf   *tls.Config
-	stamps []fileStamp
-}
-
-type fileStamp struct {
-	size int64
-	mod  time.Time
+	conf  *tls.Config
+	stamp reload.Stamp
 }
 
 var clientAuthModes = map[string]tls.ClientAuthType{
@@ -54,11 +47,11 @@ var clientAuthModes = map[string]tls.ClientAuthType{
 
 // newTLSFiles reads the files once; its error says what is wrong with them.
 func newTLSFiles(c config.TLS, now func() time.Time, log zerolog.Logger) (*tlsFiles, error) {
-	f := &tlsFiles{cfg: c, now: now, log: log}
+	f := &tlsFiles{cfg: c, log: log, check: reload.Throttle{Interval: tlsCheckInterval, Now: now}}
 	if err := f.load(); err != nil {
 		return nil, err
 	}
-	f.nextCheck.Store(now().Add(tlsCheckInterval).UnixNano())
+	f.check.Reset()
 	return f, nil
 }
 
@@ -77,26 +70,24 @@ func (f *tlsFiles) ServerConfig() *tls.Config {
 
 // Reload reads the files now. On error the current certificate stays.
 func (f *tlsFiles) Reload() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.check.Begin()
+	defer f.check.End()
 	return f.load()
 }
 
 // maybeReload re-reads the files when the size or modification time of one
 // changed, looking at most once per tlsCheckInterval.
 func (f *tlsFiles) maybeReload() {
-	now := f.now()
-	if now.UnixNano() < f.nextCheck.Load() || !f.mu.TryLock() {
+	if !f.check.TryBegin() {
 		return
 	}
-	defer f.mu.Unlock()
-	f.nextCheck.Store(now.Add(tlsCheckInterval).UnixNano())
-	stamps, err := f.stat()
+	defer f.check.End()
+	stamp, err := reload.Stat(f.paths()...)
 	if err != nil {
 		f.log.Warn().Err(err).Msg("TLS files unreadable; keeping the current certificate")
 		return
 	}
-	if equalStamps(stamps, f.cur.Load().stamps) {
+	if stamp.Equal(f.cur.Load().stamp) {
 		return
 	}
 	if err := f.load(); err != nil {
@@ -112,34 +103,10 @@ func (f *tlsFiles) paths() []string {
 	return p
 }
 
-func (f *tlsFiles) stat() ([]fileStamp, error) {
-	var stamps []fileStamp
-	for _, p := range f.paths() {
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		stamps = append(stamps, fileStamp{st.Size(), st.ModTime()})
-	}
-	return stamps, nil
-}
-
-func equalStamps(a, b []fileStamp) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].size != b[i].size || !a[i].mod.Equal(b[i].mod) {
-			return false
-		}
-	}
-	return true
-}
-
 // load reads the files. The stamps are taken first, so that a file changed
 // while it is read is read again at the next check.
 func (f *tlsFiles) load() error {
-	stamps, err := f.stat()
+	stamp, err := reload.Stat(f.paths()...)
 	if err != nil {
 		return fmt.Errorf("TLS files: %w", err)
 	}
@@ -167,7 +134,7 @@ func (f *tlsFiles) load() error {
 			return errors.New("TLS client CAs: " + f.cfg.ClientCAFile + " holds no PEM certificate")
 		}
 	}
-	old := f.cur.Swap(&tlsState{conf: conf, stamps: stamps})
+	old := f.cur.Swap(&tlsState{conf: conf, stamp: stamp})
 	if old != nil {
 		f.log.Info().Str("cert_file", f.cfg.CertFile).Time("not_after", pair.Leaf.NotAfter).Msg("TLS certificate reloaded")
 	}

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/aemproxy/aemproxy/internal/reload"
 )
 
 // DefaultAPIKeyHeader carries the client's API key when Options names none.
@@ -148,7 +150,7 @@ func New(o Options) (*Guard, error) {
 		if now == nil {
 			now = time.Now
 		}
-		k := &keyFile{path: o.APIKeysFile, now: now, log: o.Logger}
+		k := &keyFile{path: o.APIKeysFile, log: o.Logger, check: reload.Throttle{Interval: KeyCheckInterval, Now: now}}
 		if err := k.Reload(); err != nil {
 			problems = append(problems, fmt.Errorf("api_keys_file: %w", err))
 		} else if len(k.set.Load().digests) == 0 {

@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/aemproxy/aemproxy/internal/reload"
 )
 
 // minPlainKey is the shortest plain key a keys file may hold: a short key
@@ -22,21 +22,18 @@ const minPlainKey = 16
 // keyFile holds the API keys of one file, re-read when it changes.
 type keyFile struct {
 	path string
-	now  func() time.Time
 	log  zerolog.Logger
 
-	set       atomic.Pointer[keySet]
-	nextCheck atomic.Int64 // unix nanoseconds
-	// mu lets one request at a time look at the file; others go on with
-	// the keys they have rather than wait.
-	mu sync.Mutex
+	set atomic.Pointer[keySet]
+	// check lets one request at a time look at the file, at most once per
+	// KeyCheckInterval; others go on with the keys they have.
+	check reload.Throttle
 }
 
 // keySet is one reading of the file.
 type keySet struct {
 	digests [][sha256.Size]byte
-	size    int64
-	modTime time.Time
+	stamp   reload.Stamp
 }
 
 // valid compares the key's digest with every known digest, without
@@ -57,19 +54,16 @@ func (k *keyFile) valid(key string) bool {
 // maybeReload re-reads the file when its size or modification time changed,
 // looking at most once per KeyCheckInterval.
 func (k *keyFile) maybeReload() {
-	now := k.now()
-	if now.UnixNano() < k.nextCheck.Load() || !k.mu.TryLock() {
+	if !k.check.TryBegin() {
 		return
 	}
-	defer k.mu.Unlock()
-	k.nextCheck.Store(now.Add(KeyCheckInterval).UnixNano())
-	st, err := os.Stat(k.path)
+	defer k.check.End()
+	st, err := reload.Stat(k.path)
 	if err != nil {
 		k.log.Warn().Str("file", k.path).Err(err).Msg("API keys file unreadable; keeping the current keys")
 		return
 	}
-	cur := k.set.Load()
-	if st.Size() == cur.size && st.ModTime().Equal(cur.modTime) {
+	if st.Equal(k.set.Load().stamp) {
 		return
 	}
 	if err := k.load(); err != nil {
@@ -79,12 +73,18 @@ func (k *keyFile) maybeReload() {
 
 // Reload reads the file now. On error the current keys stay.
 func (k *keyFile) Reload() error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	k.check.Begin()
+	defer k.check.End()
 	return k.load()
 }
 
+// load reads the file. The stamp is taken first, so that a file changed
+// while it is read is read again at the next check.
 func (k *keyFile) load() error {
+	stamp, err := reload.Stat(k.path)
+	if err != nil {
+		return err
+	}
 	f, err := os.Open(k.path)
 	if err != nil {
 		return err
@@ -105,7 +105,7 @@ func (k *keyFile) load() error {
 	if err != nil {
 		return fmt.Errorf("API keys %s: %w", k.path, err)
 	}
-	old := k.set.Swap(&keySet{digests: digests, size: st.Size(), modTime: st.ModTime()})
+	old := k.set.Swap(&keySet{digests: digests, stamp: stamp})
 	if old != nil {
 		k.log.Info().Str("file", k.path).Int("keys", len(digests)).Msg("API keys reloaded")
 	}
