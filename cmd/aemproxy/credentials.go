@@ -54,8 +54,13 @@ func egressProxy(s string) (u *url.URL, direct bool, err error) {
 	case "direct":
 		return nil, true, nil
 	}
-	u, err = url.Parse(s)
-	return u, false, err
+	// config.ParseURL, unlike url.Parse, never repeats a password in its
+	// errors, and proxy URLs may carry one.
+	p, err := config.ParseURL(s)
+	if err != nil {
+		return nil, false, err
+	}
+	return &p.URL, false, nil
 }
 
 // newProvider builds the credential of one route: nil, with no error, for a

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestEgressProxy(t *testing.T) {
 	tests := []struct {
@@ -24,5 +27,15 @@ func TestEgressProxy(t *testing.T) {
 		if got != tt.wantURL || direct != tt.wantDirect {
 			t.Errorf("%q: got %q direct=%v; want %q direct=%v", tt.in, got, direct, tt.wantURL, tt.wantDirect)
 		}
+	}
+}
+
+func TestEgressProxyErrorHidesPassword(t *testing.T) {
+	_, _, err := egressProxy("http://user:hunter2@proxy internal:3128")
+	if err == nil {
+		t.Fatal("got nil error for a bad proxy URL")
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("error reveals the password: %v", err)
 	}
 }
