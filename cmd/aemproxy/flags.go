@@ -39,7 +39,7 @@ var settings = []setting{
 		return onlyRoute(c, func(r *config.Route) { r.Upstream = u })
 	}},
 	{"credentials", "credentials file, kind detected from its content: AEM service credentials JSON, OAuth server-to-server JSON, local development token, or {username,password} (single-route form)", func(c *config.Config, v string) error {
-		// A file named on the command line wins over AEMPROXY_TOKEN.
+		// A credentials file (flag or AEMPROXY_CREDENTIALS) wins over AEMPROXY_TOKEN.
 		return onlyRoute(c, func(r *config.Route) { r.Credentials, r.Token = v, "" })
 	}},
 	{"credentials-kind", "state the credentials kind instead of detecting it: service_credentials, oauth_server_to_server, dev_token, basic, sdk_defaults, none (single-route form)", func(c *config.Config, v string) error {
