@@ -66,6 +66,8 @@ type harnessOptions struct {
 	credentials func(h *harness) []string
 	env         map[string]string
 	stdout      io.Writer // run's stdout; nil discards it
+	// aemCSRF makes the simulated AEM refuse writes without a CSRF token.
+	aemCSRF bool
 }
 
 func startHarness(t *testing.T, o harnessOptions) *harness {
@@ -97,6 +99,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 
 	h.aem = sim.NewAEM(h.ims.ValidateAccessToken)
 	h.aem.BlobURL = h.blob.URL
+	h.aem.CSRF = o.aemCSRF
 	aemSrv := httptest.NewServer(h.aem)
 	t.Cleanup(aemSrv.Close)
 	h.aemURL = aemSrv.URL

@@ -84,6 +84,7 @@ func build(cfg config.Config, getenv func(string) string, log zerolog.Logger, re
 			ReplayBodyLimit: rc.ReplayBodyLimit,
 			ForwardedHost:   rc.ForwardedHost,
 			PassCookies:     rc.PassCookies,
+			CSRF:            rc.CSRF,
 			APIKeyPaths:     rc.APIKeyPaths,
 			MaxBodyBytes:    rc.Limits.MaxBodyBytes,
 			MaxConcurrent:   rc.Limits.MaxConcurrent,

@@ -208,6 +208,10 @@ type Route struct {
 	// PassCookies lets Cookie and Set-Cookie through; off by default because
 	// a shared proxy must not hand one caller's AEM session to another.
 	PassCookies bool `yaml:"pass_cookies"`
+	// CSRF fetches AEM's CSRF token (/libs/granite/csrf/token.json) with
+	// the route's credential and sends it as CSRF-Token on POST, PUT, PATCH
+	// and DELETE; the client's own CSRF-Token is replaced.
+	CSRF bool `yaml:"csrf"`
 	// ReplayBodyLimit is the largest request body buffered so that a request
 	// can be replayed after a 401; -1 disables buffering.
 	ReplayBodyLimit int64 `yaml:"replay_body_limit"`

@@ -192,8 +192,15 @@ type testProxy struct {
 
 func newProxy(t *testing.T, metrics *Metrics, routes ...Route) *testProxy {
 	t.Helper()
+	return newProxyOptions(t, Options{Routes: routes, Metrics: metrics})
+}
+
+// newProxyOptions is newProxy with every option; the logger is the test's.
+func newProxyOptions(t *testing.T, o Options) *testProxy {
+	t.Helper()
 	logs := &syncBuffer{}
-	h, err := New(Options{Routes: routes, Logger: zerolog.New(logs).Level(zerolog.DebugLevel), Metrics: metrics})
+	o.Logger = zerolog.New(logs).Level(zerolog.DebugLevel)
+	h, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,8 @@ type Metrics struct {
 	inFlight *prometheus.GaugeVec     // route
 	replays  *prometheus.CounterVec   // route
 	rejected *prometheus.CounterVec   // reason
+	csrf     *prometheus.CounterVec   // route, result
+	csrfRe   *prometheus.CounterVec   // route
 }
 
 // NewMetrics creates the proxy's metrics and registers them on reg (if not
@@ -53,6 +55,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "aemproxy_rejected_requests_total",
 			Help: "Requests refused by the proxy before reaching AEM (no route, unclean path, a route's access rules, policy or limits), by reason.",
 		}, []string{"reason"}),
+		csrf: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aemproxy_csrf_token_fetches_total",
+			Help: "Fetches of AEM's CSRF token for routes with csrf, by route and result (ok, error).",
+		}, []string{"route", "result"}),
+		csrfRe: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aemproxy_csrf_replays_total",
+			Help: "Requests sent again with a new CSRF token after AEM answered 403 to the one sent, by route.",
+		}, []string{"route"}),
 	}
 	if reg != nil {
 		m.requests = register(reg, m.requests)
@@ -61,6 +71,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.inFlight = register(reg, m.inFlight)
 		m.replays = register(reg, m.replays)
 		m.rejected = register(reg, m.rejected)
+		m.csrf = register(reg, m.csrf)
+		m.csrfRe = register(reg, m.csrfRe)
 	}
 	return m
 }
@@ -152,6 +164,23 @@ func (rm *routeMetrics) start() {
 func (rm *routeMetrics) replay() {
 	if rm != nil {
 		rm.replays.Inc()
+	}
+}
+
+func (rm *routeMetrics) csrfFetch(ok bool) {
+	if rm == nil {
+		return
+	}
+	result := "ok"
+	if !ok {
+		result = "error"
+	}
+	rm.m.csrf.WithLabelValues(rm.name, result).Inc()
+}
+
+func (rm *routeMetrics) csrfReplay() {
+	if rm != nil {
+		rm.m.csrfRe.WithLabelValues(rm.name).Inc()
 	}
 }
 

@@ -29,6 +29,8 @@ type Options struct {
 	Logger zerolog.Logger
 	// Metrics may be nil.
 	Metrics *Metrics
+	// Now tells the time for CSRF token ages; nil means time.Now.
+	Now func() time.Time
 }
 
 // Handler proxies requests to the routes' upstreams. It is safe for
@@ -89,6 +91,12 @@ func New(o Options) (*Handler, error) {
 			rt.transport = shared
 		}
 		rt.metrics = o.Metrics.forRoute(rt.name)
+		if r.CSRF {
+			rt.csrf = &csrfCache{rt: rt, now: o.Now}
+			if o.Now == nil {
+				rt.csrf.now = time.Now
+			}
+		}
 		h.routes = append(h.routes, rt)
 		h.ownHosts = append(h.ownHosts, rt.hosts...)
 		if rt.external != nil {
@@ -165,6 +173,9 @@ func (h *Handler) finish(x *exchange) {
 	if x.replayed {
 		e.Bool("replayed", true)
 	}
+	if x.csrfReplayed {
+		e.Bool("csrf_replayed", true)
+	}
 	if !x.done {
 		e.Bool("aborted", true)
 	}
@@ -197,6 +208,9 @@ type exchange struct {
 	scheme   string // of token; "" means Bearer
 	body     []byte // the buffered request body, when replayable
 	bodyMode bodyMode
+
+	csrf         *csrfToken // sent as CSRF-Token; nil when the route has no CSRF
+	csrfReplayed bool
 
 	upstreamStatus int
 	upstreamLength int64 // the response's Content-Length, -1 if unknown
@@ -258,7 +272,7 @@ func (x *exchange) serve() {
 	rt.metrics.start()
 	if rt.guard != nil {
 		if d := rt.guard.Check(r, rt.policyPath(r.URL)); d != nil {
-			x.reject(&rejection{status: d.Status, reason: d.Reason, message: d.Message})
+			x.reject(denied(d))
 			return
 		}
 	}
@@ -295,6 +309,19 @@ func (x *exchange) serve() {
 		// Only a request that carries a token can meet a 401 worth
 		// replaying, so only then is its body worth buffering.
 		if err := x.readBody(); err != nil {
+			x.fail(err)
+			return
+		}
+	}
+	if rt.csrf != nil && writeMethod(r.Method) {
+		if rt.tokens == nil {
+			// Buffered for a replay after a 403 about the CSRF token.
+			if err := x.readBody(); err != nil {
+				x.fail(err)
+				return
+			}
+		}
+		if err := x.getCSRF(); err != nil {
 			x.fail(err)
 			return
 		}
@@ -448,6 +475,12 @@ func (x *exchange) rewrite(pr *httputil.ProxyRequest) {
 			}
 		}
 	}
+	if rt.csrf != nil {
+		delete(h, "Csrf-Token")
+		if x.csrf != nil && x.csrf.header != nil {
+			h["Csrf-Token"] = x.csrf.header
+		}
+	}
 	h["X-Request-Id"] = x.id
 
 	switch x.bodyMode {
@@ -473,33 +506,50 @@ func (x *exchange) rewrite(pr *httputil.ProxyRequest) {
 // invalidates the token and, if the request can be sent again (no body, or
 // a buffered one) and the source then has a different token, replays it
 // once with that. 403 (permissions, allow-list, CSRF) is never a reason to
-// refresh. Whether a 401 really ends a token is the source's call: AEM also
-// answers 401 to tokens it will never take on a path (an OAuth token on a
-// classic path, protocol §4), and ims.Cache keeps a just-fetched token
-// rather than make IMS mint tokens for nothing.
+// refresh the token; on a route with CSRF, a 403 about the CSRF token sent
+// replays the request once with a new CSRF token. Whether a 401 really ends
+// a token is the source's call: AEM also answers 401 to tokens it will
+// never take on a path (an OAuth token on a classic path, protocol §4), and
+// ims.Cache keeps a just-fetched token rather than make IMS mint tokens for
+// nothing.
 func (x *exchange) roundTrip(req *http.Request) (*http.Response, error) {
 	rt := x.route
 	res, err := rt.transport.RoundTrip(req)
-	if err != nil || res.StatusCode != http.StatusUnauthorized || x.token == "" {
+	if err != nil {
 		return res, err
 	}
+	if res.StatusCode == http.StatusUnauthorized && x.token != "" {
+		if res, req, err = x.retryToken(req, res); err != nil {
+			return res, err
+		}
+	}
+	if res.StatusCode == http.StatusForbidden && x.csrf != nil {
+		return x.retryCSRF(req, res)
+	}
+	return res, nil
+}
+
+// retryToken replays req once with a new token after AEM's 401, if it can.
+// It returns the response to go on with and the request that got it.
+func (x *exchange) retryToken(req *http.Request, res *http.Response) (*http.Response, *http.Request, error) {
+	rt := x.route
 	if rt.invalidator != nil {
 		rt.invalidator.Invalidate(x.token)
 	}
 	if req.Body != nil && req.GetBody == nil {
-		return res, nil
+		return res, req, nil
 	}
 	tok, err := rt.tokens.Token(req.Context())
 	if err != nil || tok.AccessToken == "" || tok.AccessToken == x.token {
 		if err != nil {
 			x.h.log.Warn().Str("req_id", x.id[0]).Str("route", rt.name).Err(err).Msg("no fresh IMS token after a 401; passing the 401 on")
 		}
-		return res, nil
+		return res, req, nil
 	}
 	retry := req.Clone(req.Context())
 	if req.GetBody != nil {
 		if retry.Body, err = req.GetBody(); err != nil {
-			return res, nil
+			return res, req, nil
 		}
 	}
 	retry.Header["Authorization"] = rt.authorization(tok.Scheme, tok.AccessToken)
@@ -510,7 +560,8 @@ func (x *exchange) roundTrip(req *http.Request) (*http.Response, error) {
 	x.token, x.scheme = tok.AccessToken, tok.Scheme
 	x.replayed = true
 	rt.metrics.replay()
-	return rt.transport.RoundTrip(retry)
+	res, err = rt.transport.RoundTrip(retry)
+	return res, retry, err
 }
 
 // modifyResponse cleans the upstream's response before it is copied to the

@@ -70,6 +70,11 @@ type Route struct {
 	// account, and a shared proxy must not hand one caller's cookie to
 	// others.
 	PassCookies bool
+	// CSRF fetches AEM's CSRF token with the route's credential and sends
+	// it as CSRF-Token on POST, PUT, PATCH and DELETE, replacing the
+	// client's; a 403 about the token sent replays the request once with a
+	// new one. Off, the client's CSRF-Token passes through.
+	CSRF bool
 	// Guard, when set, is asked about every request the route matched,
 	// before a token is fetched; it sees the decoded path AEM will receive
 	// (after StripPrefix). A refused request is answered with the Denial's
@@ -112,6 +117,7 @@ type route struct {
 	guard       *guard.Guard
 	maxBody     int64
 	errBody     *rejection    // 413 naming maxBody
+	csrf        *csrfCache    // nil: CSRF-Token passes through
 	slots       chan struct{} // nil: no concurrency limit
 	errBusy     *rejection    // 503 naming the limit
 

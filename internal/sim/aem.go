@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,7 +17,7 @@ import (
 //
 // Endpoints (all behind the bearer check unless Validate is nil):
 //
-//	GET  /libs/granite/csrf/token.json      {"token": "..."}
+//	GET  /libs/granite/csrf/token.json      {"token": "..."} (see CSRF)
 //	GET  /bin/redirect?to=/path             302 to the same origin
 //	GET  /content/dam/…/original            302 to BlobURL (a foreign host)
 //	POST /content/dam/….initiateUpload.json 201 with uploadURIs on BlobURL
@@ -32,10 +33,71 @@ type AEM struct {
 	// BlobURL is the foreign origin used for binary redirects and upload
 	// URIs, e.g. an httptest server standing in for blob storage.
 	BlobURL string
+	// CSRF makes POST, PUT, PATCH and DELETE need a CSRF-Token header
+	// holding a token this AEM issued from /libs/granite/csrf/token.json
+	// that has neither expired nor been revoked, as AEM's CSRF filter does;
+	// other writes are answered 403. Set it before serving.
+	CSRF bool
+	// CSRFLifetime is how long an issued CSRF token is valid; 0 means 10
+	// minutes, as on AEM.
+	CSRFLifetime time.Duration
+	// Now tells the time for CSRF token expiry; nil means time.Now.
+	Now func() time.Time
 
 	mu       sync.Mutex
 	requests []Request
 	count    int
+	csrf     map[string]time.Time // issued CSRF tokens and their expiry
+	csrfN    int
+}
+
+// maxCSRFTokens bounds the issued CSRF tokens remembered.
+const maxCSRFTokens = 10000
+
+// RevokeCSRF makes every CSRF token issued so far invalid, as a restart of
+// AEM with a new key would.
+func (a *AEM) RevokeCSRF() {
+	a.mu.Lock()
+	a.csrf = nil
+	a.mu.Unlock()
+}
+
+func (a *AEM) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+// issueCSRF returns a new CSRF token: a JWT-shaped string whose payload
+// carries exp, like AEM's, with a serial number for a signature.
+func (a *AEM) issueCSRF() string {
+	life := a.CSRFLifetime
+	if life <= 0 {
+		life = 10 * time.Minute
+	}
+	now := a.now()
+	exp := now.Add(life)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.csrfN++
+	enc := base64.RawURLEncoding
+	tok := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." +
+		enc.EncodeToString([]byte(`{"exp":`+strconv.FormatInt(exp.Unix(), 10)+`,"iat":`+strconv.FormatInt(now.Unix(), 10)+`}`)) + "." +
+		enc.EncodeToString([]byte("sim-csrf-"+strconv.Itoa(a.csrfN)))
+	if a.csrf == nil || len(a.csrf) >= maxCSRFTokens {
+		a.csrf = map[string]time.Time{}
+	}
+	a.csrf[tok] = exp
+	return tok
+}
+
+// validCSRF reports whether tok is an issued, unexpired, unrevoked token.
+func (a *AEM) validCSRF(tok string) bool {
+	a.mu.Lock()
+	exp, ok := a.csrf[tok]
+	a.mu.Unlock()
+	return ok && a.now().Before(exp)
 }
 
 // Request is what the simulated AEM recorded of one request.
@@ -109,9 +171,18 @@ func (a *AEM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	p := r.URL.Path
 	q := r.URL.Query()
+	if a.CSRF {
+		switch r.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+			if !a.validCSRF(r.Header.Get("CSRF-Token")) {
+				writeAEMJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "message": "the provided CSRF token is invalid"})
+				return
+			}
+		}
+	}
 	switch {
 	case p == "/libs/granite/csrf/token.json":
-		writeAEMJSON(w, http.StatusOK, map[string]string{"token": "sim-csrf-" + strconv.FormatInt(time.Now().UnixNano(), 36)})
+		writeAEMJSON(w, http.StatusOK, map[string]string{"token": a.issueCSRF()})
 	case p == "/bin/redirect":
 		to := q.Get("to")
 		if !strings.HasPrefix(to, "/") {
