@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/aemproxy/aemproxy/internal/config"
+	"github.com/aemproxy/aemproxy/internal/egress"
 	"github.com/aemproxy/aemproxy/internal/ims"
 	"github.com/aemproxy/aemproxy/internal/proxy"
 )
@@ -26,9 +28,14 @@ type imsDeps struct {
 	base        *url.URL // nil: https://{imsEndpoint} of each credential
 	client      *http.Client
 	jwtLifetime time.Duration
+	// clientCertNotAfter is when the client certificate presented to IMS
+	// expires; zero without one.
+	clientCertNotAfter time.Time
 }
 
-func newIMSDeps(cfg config.Config) (imsDeps, error) {
+// newIMSDeps builds the IMS client. log receives the reloads of the IMS
+// client certificate.
+func newIMSDeps(cfg config.Config, log zerolog.Logger) (imsDeps, error) {
 	d := imsDeps{jwtLifetime: cfg.IMS.JWTLifetime}
 	if cfg.IMS.URL != nil {
 		d.base = &cfg.IMS.URL.URL
@@ -37,12 +44,94 @@ func newIMSDeps(cfg config.Config) (imsDeps, error) {
 	if err != nil {
 		return d, fmt.Errorf("ims.proxy_url: %w", err)
 	}
-	client, err := ims.NewHTTPClient(ims.HTTPClientOptions{CAFile: cfg.IMS.CAFile, ProxyURL: proxyURL, Direct: direct, Timeout: cfg.IMS.Timeout})
+	tlsc, err := cfg.IMS.EgressTLS().Load(time.Now, log.With().Str("egress", "ims").Logger())
+	if err != nil {
+		return d, prefixProblems("ims.", err)
+	}
+	d.clientCertNotAfter = tlsc.NotAfter()
+	client, err := ims.NewHTTPClient(ims.HTTPClientOptions{TLSConfig: tlsc.Config(), ProxyURL: proxyURL, Direct: direct, Timeout: cfg.IMS.Timeout})
 	if err != nil {
 		return d, fmt.Errorf("ims: %w", err)
 	}
 	d.client = client
 	return d, nil
+}
+
+// upstreamTLS loads the TLS settings of a route's upstream and logs a
+// client certificate that expires soon or has expired.
+func upstreamTLS(rc config.Route, log zerolog.Logger) (*tls.Config, error) {
+	log = log.With().Str("egress", "upstream").Str("route", rc.Name).Logger()
+	c, err := rc.EgressTLS().Load(time.Now, log)
+	if err != nil {
+		return nil, prefixProblems("route "+rc.Name+": ", err)
+	}
+	logClientCertExpiry(log, rc.ClientCertFile, c.NotAfter(), time.Now())
+	return c.Config(), nil
+}
+
+// clientCertWarning is how long before its end a client certificate is
+// warned about, at start and by check.
+const clientCertWarning = 30 * 24 * time.Hour
+
+// logClientCertExpiry logs, at start, a client certificate that has expired
+// (error) or expires within 30 days (warning): the servers that require it
+// will refuse aemproxy's connections.
+func logClientCertExpiry(log zerolog.Logger, certFile string, notAfter, now time.Time) {
+	switch left := notAfter.Sub(now); {
+	case notAfter.IsZero():
+	case left <= 0:
+		log.Error().Str("cert_file", certFile).Time("not_after", notAfter).
+			Msg("client certificate has expired; servers that require it refuse the connection: renew it (it is reloaded without a restart)")
+	case left < clientCertWarning:
+		log.Warn().Str("cert_file", certFile).Time("not_after", notAfter).Int("days_left", int(left.Hours()/24)).
+			Msg("client certificate expires within 30 days: renew it (it is reloaded without a restart)")
+	}
+}
+
+// checkEgress is the part of check that reports the dates of the client
+// certificates presented to IMS and to the upstreams: a problem when one
+// has expired, a warning within 30 days of its end. It writes what is fine
+// to w. A pair that does not load is left to config validation, which
+// names the problem already.
+func checkEgress(cfg config.Config, now time.Time, w io.Writer) []string {
+	var problems []string
+	report := func(what, key string, t egress.TLS) {
+		if t.CertFile == "" {
+			return
+		}
+		c, err := t.Load(nil, zerolog.Nop())
+		if err != nil {
+			return
+		}
+		na := c.NotAfter()
+		switch left := na.Sub(now); {
+		case left <= 0:
+			problems = append(problems, fmt.Sprintf("%s (%s %s) expired at %s; renew it (it is reloaded without a restart)", what, key, t.CertFile, na.UTC().Format(time.RFC3339)))
+		case left < clientCertWarning:
+			fmt.Fprintf(w, "%s OK; WARNING: it expires in %d days (%s)\n", what, int(left.Hours()/24), na.UTC().Format(time.RFC3339))
+		default:
+			fmt.Fprintf(w, "%s OK, valid until %s (%d days)\n", what, na.UTC().Format(time.DateOnly), int(left.Hours()/24))
+		}
+	}
+	report("ims: client certificate", "ims.client_cert_file", cfg.IMS.EgressTLS())
+	for _, rc := range cfg.Routes {
+		report("route "+rc.Name+": upstream client certificate", "client_cert_file", rc.EgressTLS())
+	}
+	return problems
+}
+
+// prefixProblems puts prefix in front of each problem of a joined error, so
+// that each line says what it is about.
+func prefixProblems(prefix string, err error) error {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = fmt.Errorf("%s%w", prefix, e)
+	}
+	return errors.Join(out...)
 }
 
 // egressProxy reads a proxy_url setting: "" means the environment's
@@ -226,11 +315,11 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	d, err := newIMSDeps(cfg)
+	log := zerolog.New(stderr).Level(zerolog.WarnLevel)
+	d, err := newIMSDeps(cfg, log)
 	if err != nil {
 		return err
 	}
-	log := zerolog.New(stderr).Level(zerolog.WarnLevel)
 	p, err := newProvider(cfg.Routes[0], d, getenv, log, nil)
 	if err != nil {
 		return err
@@ -260,7 +349,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 // --online exchanges each credential once. It lists every problem and
 // fails if there is any.
 func runCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	f := newCredentialFlags("check", "Usage: aemproxy check (--config FILE | --credentials FILE) [--online]\n\nValidates the configuration and credentials: keys parse, the key matches its certificate,\ncertificate dates, required fields; with --online also one real exchange per credential.", stderr, true)
+	f := newCredentialFlags("check", "Usage: aemproxy check (--config FILE | --credentials FILE) [--online]\n\nValidates the configuration and credentials: keys parse, the key matches its certificate,\ncertificate dates, required fields, API keys files, the TLS certificate and its dates;\nwith --online also one real exchange per credential.", stderr, true)
 	cfg, err := f.parse(args, getenv)
 	if err != nil {
 		return err
@@ -272,12 +361,16 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 				problems = append(problems, "config: "+l)
 			}
 		}
-	}
-	d, err := newIMSDeps(cfg)
-	if err != nil {
-		problems = append(problems, err.Error())
+		problems = append(problems, checkInbound(cfg, time.Now(), stdout)...)
+		problems = append(problems, checkEgress(cfg, time.Now(), stdout)...)
 	}
 	log := zerolog.New(stderr).Level(zerolog.WarnLevel)
+	d, err := newIMSDeps(cfg, log)
+	// With --config, validation has named whatever keeps the IMS client
+	// from being built (ims.proxy_url, ims.ca_file, the client certificate).
+	if err != nil && *f.config == "" {
+		problems = append(problems, err.Error())
+	}
 	now := time.Now()
 	for _, rc := range cfg.Routes {
 		p, err := newProvider(rc, d, getenv, log, nil)

@@ -44,7 +44,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.Listen, cfg.AdminListen = *listen, *adminListen
 	cfg.Log.Format = *logFormat
 	cfg.ShutdownTimeout = 5 * time.Second
-	log := newLogger(cfg.Log, stderr)
+	log, flush := newLogger(cfg.Log, stderr)
+	defer flush()
 
 	creds, err := sim.NewCredentials(sim.CredentialOptions{})
 	if err != nil {

@@ -57,6 +57,15 @@ var settings = []setting{
 	{"upstream-ca-file", "PEM bundle trusted for the upstream in addition to system roots (single-route form)", func(c *config.Config, v string) error {
 		return onlyRoute(c, func(r *config.Route) { r.CAFile = v })
 	}},
+	{"upstream-client-cert-file", "PEM client certificate presented to the upstream (mutual TLS), with --upstream-client-key-file (single-route form)", func(c *config.Config, v string) error {
+		return onlyRoute(c, func(r *config.Route) { r.ClientCertFile = v })
+	}},
+	{"upstream-client-key-file", "unencrypted PEM private key of the upstream client certificate (single-route form)", func(c *config.Config, v string) error {
+		return onlyRoute(c, func(r *config.Route) { r.ClientKeyFile = v })
+	}},
+	{"upstream-server-name", "name sent as SNI and verified in the upstream's certificate instead of the upstream URL's host (single-route form)", func(c *config.Config, v string) error {
+		return onlyRoute(c, func(r *config.Route) { r.ServerName = v })
+	}},
 	{"ims-url", "send IMS requests to this base URL instead of https://{imsEndpoint} (tests, egress gateways)", func(c *config.Config, v string) error {
 		u, err := config.ParseURL(v)
 		if err != nil {
@@ -67,6 +76,30 @@ var settings = []setting{
 	}},
 	{"ims-ca-file", "PEM bundle trusted for IMS in addition to system roots", func(c *config.Config, v string) error {
 		c.IMS.CAFile = v
+		return nil
+	}},
+	{"ims-client-cert-file", "PEM client certificate presented to IMS or its egress gateway (mutual TLS), with --ims-client-key-file", func(c *config.Config, v string) error {
+		c.IMS.ClientCertFile = v
+		return nil
+	}},
+	{"ims-client-key-file", "unencrypted PEM private key of the IMS client certificate", func(c *config.Config, v string) error {
+		c.IMS.ClientKeyFile = v
+		return nil
+	}},
+	{"tls-cert-file", "PEM server certificate chain, leaf first: the proxy listeners serve HTTPS", func(c *config.Config, v string) error {
+		c.TLS.CertFile = v
+		return nil
+	}},
+	{"tls-key-file", "PEM private key of the TLS certificate", func(c *config.Config, v string) error {
+		c.TLS.KeyFile = v
+		return nil
+	}},
+	{"tls-client-ca-file", "PEM bundle of the CAs whose client certificates are accepted (mutual TLS)", func(c *config.Config, v string) error {
+		c.TLS.ClientCAFile = v
+		return nil
+	}},
+	{"tls-client-auth", "none, request or require (default require with a client CA file, else none)", func(c *config.Config, v string) error {
+		c.TLS.ClientAuth = v
 		return nil
 	}},
 	{"log-level", "debug, info, warn or error (default info)", func(c *config.Config, v string) error {

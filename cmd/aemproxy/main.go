@@ -85,7 +85,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, getenv, newLogger(cfg.Log, stderr))
+	log, flush := newLogger(cfg.Log, stderr)
+	defer flush()
+	return serve(ctx, cfg, getenv, log)
 }
 
 // versionString is what "aemproxy version" prints: version, commit, Go

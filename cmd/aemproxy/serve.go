@@ -20,13 +20,25 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/aemproxy/aemproxy/internal/config"
+	"github.com/aemproxy/aemproxy/internal/egress"
 	"github.com/aemproxy/aemproxy/internal/guard"
 	"github.com/aemproxy/aemproxy/internal/ims"
+	"github.com/aemproxy/aemproxy/internal/logwriter"
 	"github.com/aemproxy/aemproxy/internal/ops"
 	"github.com/aemproxy/aemproxy/internal/proxy"
 )
 
-func newLogger(c config.Log, w io.Writer) zerolog.Logger {
+// newLogger returns the process's logger and a function that writes out
+// what it still holds. JSON lines to a file or pipe (stderr, in production)
+// are buffered for up to c.FlushInterval below warn level (package
+// logwriter), so that the access log does not cost a system call per
+// request; other writers, such as a test's buffer, get every line at once.
+func newLogger(c config.Log, w io.Writer) (zerolog.Logger, func()) {
+	flush := func() {}
+	if _, ok := w.(*os.File); ok && c.Format != "console" && c.FlushInterval > 0 {
+		bw := logwriter.New(w, logwriter.Options{Interval: c.FlushInterval})
+		w, flush = bw, func() { _ = bw.Close() }
+	}
 	if c.Format == "console" {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}
@@ -34,7 +46,7 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 	if err != nil {
 		level = zerolog.InfoLevel
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), flush
 }
 
 // app is everything serve builds from a validated configuration.
@@ -51,15 +63,27 @@ func build(cfg config.Config, getenv func(string) string, log zerolog.Logger, re
 	a := &app{listeners: map[string][]proxy.Route{}}
 	var problems []error
 
-	deps, err := newIMSDeps(cfg)
+	deps, err := newIMSDeps(cfg, log)
 	if err != nil {
 		problems = append(problems, err)
 	}
+	logClientCertExpiry(log.With().Str("egress", "ims").Logger(), cfg.IMS.ClientCertFile, deps.clientCertNotAfter, time.Now())
 	imsMetrics := ops.NewIMSMetrics(reg)
 
 	transports := map[proxy.TransportOptions]*http.Transport{}
+	// Routes with the same TLS settings share one tls.Config, and so can
+	// share a transport.
+	tlsConfigs := map[egress.TLS]*tls.Config{}
 	for _, rc := range cfg.Routes {
-		to := proxy.TransportOptions{CAFile: rc.CAFile, ResponseHeaderTimeout: rc.ResponseHeaderTimeout}
+		tc, ok := tlsConfigs[rc.EgressTLS()]
+		if !ok {
+			if tc, err = upstreamTLS(rc, log); err != nil {
+				problems = append(problems, err)
+				continue
+			}
+			tlsConfigs[rc.EgressTLS()] = tc
+		}
+		to := proxy.TransportOptions{TLSConfig: tc, ResponseHeaderTimeout: rc.ResponseHeaderTimeout}
 		if to.ProxyURL, to.Direct, err = egressProxy(rc.ProxyURL); err != nil {
 			problems = append(problems, fmt.Errorf("route %s: proxy_url: %w", rc.Name, err))
 			continue

@@ -2,15 +2,20 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,6 +94,19 @@ func clientCert(t *testing.T, ca *sim.CA) tls.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// presented returns the CommonName of the certificate a new handshake
+// with addr presents.
+func (f *tlsFixture) presented(t *testing.T, addr string) string {
+	t.Helper()
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: f.roots, ServerName: "localhost", Certificates: []tls.Certificate{f.good}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
 }
 
 // transport makes a new connection, so a new handshake, for every request.
@@ -191,18 +209,7 @@ func TestTLSListenerWithClientCertificates(t *testing.T) {
 		}
 	})
 
-	// presented returns the CommonName of the certificate a new handshake
-	// presents.
-	presented := func() string {
-		t.Helper()
-		d := &net.Dialer{Timeout: 5 * time.Second}
-		conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: f.roots, ServerName: "localhost", Certificates: []tls.Certificate{f.good}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
-	}
+	presented := func() string { t.Helper(); return f.presented(t, addr) }
 	// waitPresented polls handshakes (the files are looked at no more than
 	// every tlsCheckInterval) for up to 10 s.
 	waitPresented := func(want, logged string) {
@@ -267,5 +274,170 @@ func TestTLSFilesLookAtMostOncePerInterval(t *testing.T) {
 	}
 	if got := name(); got != "server-2" {
 		t.Errorf("after a refused reload: got %q; want server-2 kept", got)
+	}
+}
+
+// countLogs is how many JSON log lines carry the message msg.
+func countLogs(logs, msg string) int {
+	n := 0
+	for line := range strings.Lines(logs) {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["message"] == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSIGHUPReloadsTLSFilesAtOnce replaces the certificate and sends the
+// process SIGHUP. No handshake happens between the two, so the change
+// check that handshakes run (at most every tlsCheckInterval) cannot be what
+// notices: the reload is SIGHUP's, and the very next handshake presents the
+// new certificate. A pair that does not match is refused on SIGHUP too,
+// and the current certificate stays.
+func TestSIGHUPReloadsTLSFilesAtOnce(t *testing.T) {
+	// While the test's own subscription stands, SIGHUP cannot end the test
+	// binary, whatever the program under test does.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	self, err := os.FindProcess(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newTLSFixture(t)
+	// startHarness returns once the proxy logs that it listens, which serve
+	// does after it subscribed to SIGHUP.
+	h := startHarness(t, harnessOptions{extra: []string{"--config", f.configPath}})
+	addr := strings.TrimPrefix(h.proxy, "http://")
+	if got := f.presented(t, addr); got != "server-1" {
+		t.Fatalf("server certificate: got %q; want server-1", got)
+	}
+
+	// sighup sends SIGHUP and waits, without any handshake, until the
+	// program has logged want once more than before.
+	sighup := func(want string) {
+		t.Helper()
+		before := countLogs(h.logs.String(), want)
+		if err := self.Signal(syscall.SIGHUP); err != nil {
+			t.Skipf("cannot send SIGHUP on this platform: %v", err)
+		}
+		select {
+		case <-hup:
+		case <-time.After(10 * time.Second):
+			t.Fatal("SIGHUP not delivered within 10s")
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for countLogs(h.logs.String(), want) == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("no new %q log line within 10s of SIGHUP; logs:\n%s", want, h.logs)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	f.issueServer(t, "server-2", f.keyFile)
+	sighup("TLS certificate reloaded")
+	if got := f.presented(t, addr); got != "server-2" {
+		t.Errorf("first handshake after SIGHUP: got %q; want server-2", got)
+	}
+
+	f.issueServer(t, "server-3", filepath.Join(f.dir, "elsewhere.key"))
+	sighup("TLS files reload refused; keeping the current certificate")
+	if got := f.presented(t, addr); got != "server-2" {
+		t.Errorf("after a refused reload: got %q; want server-2 kept", got)
+	}
+
+	h.stop()
+	<-h.done
+	h.done <- nil
+	for _, name := range []string{f.keyFile, filepath.Join(f.dir, "elsewhere.key")} {
+		key, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := pemBody(key); strings.Contains(h.logs.String(), body) {
+			t.Errorf("logs hold the private key of %s", name)
+		}
+	}
+	if countLogs(h.logs.String(), "SIGHUP: reloading credentials, API keys and TLS files") != 2 {
+		t.Errorf("want two SIGHUP log lines; logs:\n%s", h.logs)
+	}
+}
+
+// TestTLSFlagsAndEnvironment configures TLS from all three places at once
+// through run: the environment's certificate over the file's (which does
+// not exist), the flag's key over the environment's (which does not exist),
+// and client_auth from the flag (request) over the environment's (none)
+// over the file's (require). request is observable: a client without a
+// certificate is admitted, one from another CA is refused.
+func TestTLSFlagsAndEnvironment(t *testing.T) {
+	f := newTLSFixture(t)
+	caFile := filepath.Join(f.dir, "clients-ca.pem")
+	cfgPath := filepath.Join(f.dir, "flags.yaml")
+	writeTestFile(t, cfgPath, fmt.Appendf(nil, "tls:\n  cert_file: %s\n  client_ca_file: %s\n  client_auth: require\n",
+		filepath.Join(f.dir, "file-only.crt"), caFile))
+	h := startHarness(t, harnessOptions{
+		extra: []string{"--config", cfgPath, "--tls-key-file", f.keyFile, "--tls-client-auth", "request"},
+		env: map[string]string{
+			"AEMPROXY_TLS_CERT_FILE":   f.certFile,
+			"AEMPROXY_TLS_KEY_FILE":    filepath.Join(f.dir, "env-only.key"),
+			"AEMPROXY_TLS_CLIENT_AUTH": "none",
+		},
+	})
+	if got := h.waitLog("proxy listening"); got["tls"] != true || got["client_auth"] != "request" {
+		t.Errorf("proxy listening: tls %v, client_auth %v; want true, request", got["tls"], got["client_auth"])
+	}
+	base := "https://" + strings.TrimPrefix(h.proxy, "http://")
+	for _, tc := range []struct {
+		name  string
+		cert  *tls.Certificate
+		admit bool
+	}{
+		{"no client certificate", nil, true},
+		{"client certificate from the CA", &f.good, true},
+		{"client certificate from another CA", &f.foreign, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, base+"/content/a.json", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := f.transport(tc.cert).RoundTrip(req)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			switch {
+			case tc.admit && (err != nil || resp.StatusCode != http.StatusOK):
+				t.Errorf("got %v %v; want 200", resp, err)
+			case !tc.admit && err == nil:
+				t.Errorf("got %d; want the TLS handshake refused", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// TestTLSFlagErrors checks that bad TLS flags are all reported at once,
+// naming the setting, before anything is served.
+func TestTLSFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"aemproxy", "--upstream", "https://author-p1-e2.adobeaemcloud.com", "--credentials-kind", "none",
+		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--tls-cert-file", filepath.Join(dir, "missing.crt"), "--tls-client-auth", "always"},
+		func(k string) string {
+			if k == "AEMPROXY_TLS_CLIENT_CA_FILE" {
+				return filepath.Join(dir, "missing-ca.pem")
+			}
+			return ""
+		}, io.Discard, &stderr)
+	if err == nil || exitCode(err) != 1 {
+		t.Fatalf("got %v; want a configuration error, exit 1", err)
+	}
+	for _, want := range []string{"tls.key_file: missing", "tls.cert_file:", "missing.crt", "missing-ca.pem", `tls.client_auth: "always"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/aemproxy/aemproxy/internal/egress"
 	"github.com/aemproxy/aemproxy/internal/guard"
 )
 
@@ -52,6 +53,11 @@ type Config struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // json or console
+	// FlushInterval is the longest an info or debug line (the access log)
+	// waits in a buffer before it is written, when logs go to a file or
+	// pipe; warnings and errors are written at once. 0 writes every line at
+	// once.
+	FlushInterval time.Duration `yaml:"flush_interval"`
 }
 
 // Server holds limits for the proxy listeners.
@@ -149,6 +155,15 @@ type IMS struct {
 	URL *URL `yaml:"url"`
 	// CAFile is a PEM bundle trusted in addition to the system roots.
 	CAFile string `yaml:"ca_file"`
+	// ClientCertFile and ClientKeyFile are a PEM client certificate (chain,
+	// leaf first) and its unencrypted key, presented when IMS or an egress
+	// gateway in front of it requires mutual TLS. Both or neither; re-read
+	// when they change.
+	ClientCertFile string `yaml:"client_cert_file"`
+	ClientKeyFile  string `yaml:"client_key_file"`
+	// ServerName is sent as SNI and verified in IMS's certificate instead
+	// of the host of the IMS URL.
+	ServerName string `yaml:"server_name"`
 	// ProxyURL is the outbound HTTP proxy for IMS; empty means the
 	// HTTPS_PROXY/NO_PROXY environment, "direct" means none.
 	ProxyURL string `yaml:"proxy_url"`
@@ -218,6 +233,16 @@ type Route struct {
 	// CAFile is a PEM bundle trusted for this upstream in addition to the
 	// system roots.
 	CAFile string `yaml:"ca_file"`
+	// ClientCertFile and ClientKeyFile are a PEM client certificate (chain,
+	// leaf first) and its unencrypted key, presented when the upstream (a
+	// dispatcher, an egress gateway) requires mutual TLS. Both or neither;
+	// re-read when they change.
+	ClientCertFile string `yaml:"client_cert_file"`
+	ClientKeyFile  string `yaml:"client_key_file"`
+	// ServerName is sent as SNI and verified in the upstream's certificate
+	// instead of the upstream URL's host (an IP address, an internal load
+	// balancer).
+	ServerName string `yaml:"server_name"`
 	// ProxyURL is the outbound HTTP proxy for this upstream; empty means the
 	// HTTPS_PROXY/NO_PROXY environment, "direct" means none.
 	ProxyURL string `yaml:"proxy_url"`
@@ -292,7 +317,7 @@ func Default() Config {
 		Listen:          "127.0.0.1:8080",
 		AdminListen:     "127.0.0.1:9090",
 		ShutdownTimeout: 30 * time.Second,
-		Log:             Log{Level: "info", Format: "json"},
+		Log:             Log{Level: "info", Format: "json", FlushInterval: 100 * time.Millisecond},
 		Server: Server{
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       120 * time.Second,
@@ -346,6 +371,8 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 	abs(&c.IMS.CAFile)
+	abs(&c.IMS.ClientCertFile)
+	abs(&c.IMS.ClientKeyFile)
 	abs(&c.TLS.CertFile)
 	abs(&c.TLS.KeyFile)
 	abs(&c.TLS.ClientCAFile)
@@ -353,6 +380,8 @@ func (c *Config) resolvePaths(dir string) {
 		abs(&c.Routes[i].Credentials)
 		abs(&c.Routes[i].Basic.PasswordFile)
 		abs(&c.Routes[i].CAFile)
+		abs(&c.Routes[i].ClientCertFile)
+		abs(&c.Routes[i].ClientKeyFile)
 		abs(&c.Routes[i].Access.APIKeysFile)
 	}
 }
@@ -470,6 +499,30 @@ func checkOrigin(u *URL) error {
 	return nil
 }
 
+// EgressTLS returns the TLS settings of connections to IMS.
+func (i IMS) EgressTLS() egress.TLS {
+	return egress.TLS{CAFile: i.CAFile, CertFile: i.ClientCertFile, KeyFile: i.ClientKeyFile, ServerName: i.ServerName}
+}
+
+// EgressTLS returns the TLS settings of connections to the route's
+// upstream.
+func (r Route) EgressTLS() egress.TLS {
+	return egress.TLS{CAFile: r.CAFile, CertFile: r.ClientCertFile, KeyFile: r.ClientKeyFile, ServerName: r.ServerName}
+}
+
+// checkEgressTLS checks the ca_file, client_cert_file, client_key_file and
+// server_name of ims or of a route (where), reading the files as they will
+// be read at start: a client certificate must come with its unencrypted
+// key and match it.
+func checkEgressTLS(where string, t egress.TLS) []error {
+	var problems []error
+	for _, err := range t.Check() {
+		// err begins with the setting's key.
+		problems = append(problems, fmt.Errorf("%s.%w", where, err))
+	}
+	return problems
+}
+
 // checkProxyURL accepts "", "direct" or an http(s) proxy URL.
 func checkProxyURL(s string) error {
 	if s == "" || s == "direct" {
@@ -511,6 +564,9 @@ func (c *Config) Validate() error {
 	default:
 		add("log.format: %q is not one of json, console", c.Log.Format)
 	}
+	if c.Log.FlushInterval < 0 || c.Log.FlushInterval > time.Minute {
+		add("log.flush_interval: must be between 0 (no buffering) and 1m, got %v", c.Log.FlushInterval)
+	}
 	if c.Server.ReadHeaderTimeout <= 0 {
 		add("server.read_header_timeout: must be positive, got %v", c.Server.ReadHeaderTimeout)
 	}
@@ -533,11 +589,7 @@ func (c *Config) Validate() error {
 	if err := checkProxyURL(c.IMS.ProxyURL); err != nil {
 		add("ims.proxy_url: %v", err)
 	}
-	if c.IMS.CAFile != "" {
-		if err := checkReadable(c.IMS.CAFile); err != nil {
-			add("ims.ca_file: %v", err)
-		}
-	}
+	problems = append(problems, checkEgressTLS("ims", c.IMS.EgressTLS())...)
 
 	if len(c.Routes) == 0 {
 		add("routes: none configured; give --upstream (and --credentials) or a routes list in the config file")
@@ -591,11 +643,7 @@ func (c *Config) Validate() error {
 		if r.ReplayBodyLimit < -1 || r.ReplayBodyLimit > 16<<20 {
 			add("%s.replay_body_limit: must be -1 (off) or up to 16777216 bytes, got %d", where, r.ReplayBodyLimit)
 		}
-		if r.CAFile != "" {
-			if err := checkReadable(r.CAFile); err != nil {
-				add("%s.ca_file: %v", where, err)
-			}
-		}
+		problems = append(problems, checkEgressTLS(where, r.EgressTLS())...)
 		if err := checkProxyURL(r.ProxyURL); err != nil {
 			add("%s.proxy_url: %v", where, err)
 		}

@@ -78,11 +78,16 @@ const KeyCheckInterval = 2 * time.Second
 
 // Denial is why a request was refused: the HTTP status to answer, a stable
 // reason (the error code and the metrics label) and a message for the
-// client, which never repeats a key.
+// client, which never repeats a key. Denials are shared between requests:
+// do not modify one.
 type Denial struct {
 	Status  int
 	Reason  string
 	Message string
+	// Challenge is set on a 401 only: the WWW-Authenticate value, which RFC
+	// 9110 §11.6.1 requires on every 401. It names the scheme and the
+	// header that carries the key, never a key.
+	Challenge string
 }
 
 func (d *Denial) Error() string { return d.Message }
@@ -94,6 +99,8 @@ type Guard struct {
 
 	keys      *keyFile // nil: no API keys
 	keyHeader string   // canonical
+	missing   *Denial  // 401 naming keyHeader, with its challenge
+	wrongKey  *Denial  // 403 naming keyHeader
 
 	reqName, reqValue string // reqName "" means no required header
 
@@ -145,6 +152,13 @@ func New(o Options) (*Guard, error) {
 	if !validToken(g.keyHeader) {
 		problems = append(problems, fmt.Errorf("api_key_header: %q is not a header name", o.APIKeyHeader))
 	}
+	// A token needs no escaping inside the quoted-string of the
+	// challenge's header parameter.
+	g.missing = &Denial{Status: http.StatusUnauthorized, Reason: "api_key_missing",
+		Message:   "this route needs an API key: send it in the " + g.keyHeader + " header",
+		Challenge: `APIKey realm="aemproxy", header="` + g.keyHeader + `"`}
+	g.wrongKey = &Denial{Status: http.StatusForbidden, Reason: "api_key_invalid",
+		Message: "the API key in the " + g.keyHeader + " header is not valid for this route"}
 	if o.APIKeysFile != "" {
 		now := o.Now
 		if now == nil {
@@ -194,15 +208,13 @@ func (g *Guard) Check(r *http.Request, path string) *Denial {
 		delete(r.Header, g.keyHeader)
 		switch {
 		case len(presented) == 0 || presented[0] == "":
-			return &Denial{http.StatusUnauthorized, "api_key_missing",
-				"this route needs an API key: send it in the " + g.keyHeader + " header"}
+			return g.missing
 		case len(presented) > 1 || !g.keys.valid(presented[0]):
-			return &Denial{http.StatusForbidden, "api_key_invalid",
-				"the API key in the " + g.keyHeader + " header is not valid for this route"}
+			return g.wrongKey
 		}
 	}
 	if !g.allowedMethod(r.Method) {
-		return &Denial{http.StatusForbidden, "policy_denied", "this route's policy does not allow the method " + r.Method}
+		return &Denial{Status: http.StatusForbidden, Reason: "policy_denied", Message: "this route's policy does not allow the method " + r.Method}
 	}
 	if !g.AllowedPath(path) {
 		return errPath
@@ -211,10 +223,10 @@ func (g *Guard) Check(r *http.Request, path string) *Denial {
 }
 
 var (
-	errClient = &Denial{http.StatusForbidden, "client_not_allowed",
-		"this route does not accept requests from your network address"}
-	errPath = &Denial{http.StatusForbidden, "policy_denied",
-		"this route's policy does not allow this path"}
+	errClient = &Denial{Status: http.StatusForbidden, Reason: "client_not_allowed",
+		Message: "this route does not accept requests from your network address"}
+	errPath = &Denial{Status: http.StatusForbidden, Reason: "policy_denied",
+		Message: "this route's policy does not allow this path"}
 )
 
 func (g *Guard) requiredHeaderDenial() *Denial {
@@ -222,8 +234,8 @@ func (g *Guard) requiredHeaderDenial() *Denial {
 	if g.reqValue != "" {
 		want += ": " + g.reqValue
 	}
-	return &Denial{http.StatusForbidden, "required_header_missing",
-		"this route needs the request header " + want}
+	return &Denial{Status: http.StatusForbidden, Reason: "required_header_missing",
+		Message: "this route needs the request header " + want}
 }
 
 func (g *Guard) allowedClient(remoteAddr string) bool {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -161,6 +162,45 @@ func TestAPIKeyHeaderName(t *testing.T) {
 	}
 	if got := check(g, "GET", "/", "", http.Header{"X-Aemproxy-Key": {plainKey}}); got != "api_key_missing" {
 		t.Errorf("default header when another is named: got %q; want api_key_missing", got)
+	}
+}
+
+// TestAPIKeyChallenge checks that a missing key gets a 401 with the
+// WWW-Authenticate challenge RFC 9110 §11.6.1 requires, naming the route's
+// header, and that no other denial carries one.
+func TestAPIKeyChallenge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys")
+	writeKeys(t, path, plainKey)
+	for _, tc := range []struct {
+		name, header, want string
+	}{
+		{"default header", "", `APIKey realm="aemproxy", header="X-Aemproxy-Key"`},
+		{"configured header", "x-intranet-key", `APIKey realm="aemproxy", header="X-Intranet-Key"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := mustGuard(t, Options{APIKeysFile: path, APIKeyHeader: tc.header, DenyPaths: []string{"/crx"}})
+			deny := func(h http.Header, path string) *Denial {
+				r := httptest.NewRequest("GET", path, nil)
+				r.Header = h
+				return g.Check(r, path)
+			}
+			d := deny(http.Header{}, "/")
+			if d == nil || d.Status != http.StatusUnauthorized || d.Challenge != tc.want {
+				t.Fatalf("missing key: got %+v; want 401 with challenge %s", d, tc.want)
+			}
+			keyHeader := http.CanonicalHeaderKey(tc.header)
+			if keyHeader == "" {
+				keyHeader = DefaultAPIKeyHeader
+			}
+			for name, d := range map[string]*Denial{
+				"wrong key":   deny(http.Header{keyHeader: {"not-a-key-0123456789"}}, "/"),
+				"denied path": deny(http.Header{keyHeader: {plainKey}}, "/crx"),
+			} {
+				if d == nil || d.Status != http.StatusForbidden || d.Challenge != "" {
+					t.Errorf("%s: got %+v; want 403 without a challenge", name, d)
+				}
+			}
+		})
 	}
 }
 
@@ -410,4 +450,81 @@ func BenchmarkCheck(b *testing.B) {
 			b.Fatal(d)
 		}
 	}
+}
+
+func TestParseKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data string
+		keys int
+		want []string // substrings of the error; none means valid
+	}{
+		{"plain and hashed", plainKey + "\n" + sha(hashedKey) + "\n", 2, nil},
+		{"comments, blanks and CRLF", "# a\r\n\r\n" + plainKey + "\r\n  # b\r\n", 1, nil},
+		{"byte order mark", "\ufeff" + sha(hashedKey) + "\n", 1, nil},
+		{"empty", "", 0, nil},
+		{"every malformed line named", "# ok\n" + plainKey + "\nshort-key\nsha256:abc\n" + plainKey + "\nsha256:" + strings.Repeat("zz", 32) + "\n",
+			0, []string{"line 3: a plain key must be at least 16 bytes", "line 4: want sha256:", "line 6: want sha256:"}},
+		{"too many to name", strings.Repeat("short\n", 25), 0, []string{"line 1:", "line 10:", "and 15 more malformed lines"}},
+		{"line too long", plainKey + "\n" + strings.Repeat("k", maxKeyLine+1) + "\n", 0, []string{"line 2: longer than 64 KiB"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := ParseKeys([]byte(tc.data))
+			if len(tc.want) == 0 {
+				if err != nil || n != tc.keys {
+					t.Fatalf("got %d keys, %v; want %d keys", n, err, tc.keys)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("got %d keys; want an error naming %q", n, tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+			for _, secret := range []string{plainKey, "short-key", "abc", "zzzz", "kkkk"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q repeats the content %q of a line", err, secret)
+				}
+			}
+			if strings.Contains(err.Error(), "line 11:") {
+				t.Errorf("error %q names more than %d lines", err, maxLineErrors)
+			}
+		})
+	}
+}
+
+// parseKeysError is what a keys file error may say: line numbers and fixed
+// messages, nothing taken from the file.
+var parseKeysError = regexp.MustCompile(`^(line \d+: (want sha256: and 64 hex digits|a plain key must be at least 16 bytes|longer than 64 KiB; is this an API keys file\? \(reading stopped there\))|and \d+ more malformed lines)$`)
+
+// FuzzParseKeys checks that a keys file error never holds anything read
+// from the file, and that an accepted file yields one key per line that is
+// neither blank nor a comment.
+func FuzzParseKeys(f *testing.F) {
+	for _, s := range []string{plainKey + "\n" + sha(hashedKey), "# c\n\nshort\n", "sha256:" + strings.Repeat("A", 64), "\ufeffx", "a\r\nb\rc"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := ParseKeys(data)
+		if err != nil {
+			for part := range strings.SplitSeq(err.Error(), "; ") {
+				if !parseKeysError.MatchString(part) {
+					t.Fatalf("error part %q is not a line number and a fixed message", part)
+				}
+			}
+			return
+		}
+		want := 0
+		for line := range strings.Lines(strings.TrimPrefix(string(data), "\ufeff")) {
+			if l := strings.TrimSpace(line); l != "" && !strings.HasPrefix(l, "#") {
+				want++
+			}
+		}
+		if n != want {
+			t.Fatalf("got %d keys; want %d", n, want)
+		}
+	})
 }

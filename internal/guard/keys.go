@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -112,12 +113,43 @@ func (k *keyFile) load() error {
 	return nil
 }
 
-// parseKeys reads a keys file. Its errors name the line, never its content.
+// ParseKeys parses the content of an API keys file as a Guard does and
+// returns how many keys it holds. Its error names the malformed lines by
+// number, never their content.
+func ParseKeys(data []byte) (int, error) {
+	d, err := parseKeys(data)
+	return len(d), err
+}
+
+const (
+	// maxKeyLine is the longest line a keys file may have.
+	maxKeyLine = 64 << 10
+	// maxLineErrors is how many malformed lines an error names: a file
+	// that is not a keys file at all would otherwise name every line.
+	maxLineErrors = 10
+)
+
+// parseKeys reads a keys file. Its error names every malformed line by
+// number (up to maxLineErrors of them), never a line's content.
 func parseKeys(data []byte) ([][sha256.Size]byte, error) {
-	var out [][sha256.Size]byte
+	// Windows editors may start a file with a UTF-8 byte order mark, which
+	// would otherwise become part of the first key.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
+	var (
+		out      [][sha256.Size]byte
+		problems []string
+		bad      int
+	)
+	malformed := func(n int, msg string) {
+		if bad++; bad <= maxLineErrors {
+			problems = append(problems, fmt.Sprintf("line %d: %s", n, msg))
+		}
+	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(nil, 64<<10)
-	for n := 1; sc.Scan(); n++ {
+	sc.Buffer(nil, maxKeyLine)
+	n := 0
+	for sc.Scan() {
+		n++
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -125,21 +157,32 @@ func parseKeys(data []byte) ([][sha256.Size]byte, error) {
 		if h, ok := strings.CutPrefix(line, "sha256:"); ok {
 			var d [sha256.Size]byte
 			if len(h) != hex.EncodedLen(sha256.Size) {
-				return nil, fmt.Errorf("line %d: want sha256: and 64 hex digits", n)
+				malformed(n, "want sha256: and 64 hex digits")
+				continue
 			}
 			if _, err := hex.Decode(d[:], []byte(h)); err != nil {
-				return nil, fmt.Errorf("line %d: want sha256: and 64 hex digits", n)
+				malformed(n, "want sha256: and 64 hex digits")
+				continue
 			}
 			out = append(out, d)
 			continue
 		}
 		if len(line) < minPlainKey {
-			return nil, fmt.Errorf("line %d: a plain key must be at least %d bytes", n, minPlainKey)
+			malformed(n, fmt.Sprintf("a plain key must be at least %d bytes", minPlainKey))
+			continue
 		}
 		out = append(out, digest(line))
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		malformed(n+1, fmt.Sprintf("longer than %d KiB; is this an API keys file? (reading stopped there)", maxKeyLine>>10))
+	} else if err != nil {
 		return nil, err
+	}
+	if bad > maxLineErrors {
+		problems = append(problems, fmt.Sprintf("and %d more malformed lines", bad-maxLineErrors))
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
 	}
 	return out, nil
 }

@@ -2,12 +2,10 @@ package ims
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"time"
 )
 
@@ -18,9 +16,11 @@ const DefaultHTTPTimeout = 30 * time.Second
 // HTTPClientOptions configure the HTTP client that talks to IMS. The zero
 // value uses the system roots, the proxy environment and a 30 s timeout.
 type HTTPClientOptions struct {
-	// CAFile is a PEM bundle of extra root certificates (e.g. a TLS-inspecting
-	// egress proxy's), added to the system pool.
-	CAFile string
+	// TLSConfig is the TLS of connections to IMS: extra root certificates
+	// (e.g. a TLS-inspecting egress proxy's), a client certificate, a server
+	// name; see package egress, which builds it. The client uses a copy.
+	// Nil means the system roots and TLS 1.2 or later.
+	TLSConfig *tls.Config
 	// ProxyURL is the proxy for IMS requests; nil means HTTPS_PROXY,
 	// HTTP_PROXY and NO_PROXY from the environment, unless Direct is set.
 	ProxyURL *url.URL
@@ -72,15 +72,11 @@ func NewHTTPClient(o HTTPClientOptions) (*http.Client, error) {
 	}
 	t.ResponseHeaderTimeout = o.Timeout
 	t.MaxIdleConnsPerHost = 2
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
-	if o.CAFile != "" {
-		pool, err := loadCAFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("new IMS HTTP client: %w", err)
-		}
-		tlsConfig.RootCAs = pool
+	// A copy: the transport adds its ALPN protocols to the one it holds.
+	t.TLSClientConfig = o.TLSConfig.Clone()
+	if t.TLSClientConfig == nil {
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	t.TLSClientConfig = tlsConfig
 	return &http.Client{
 		Transport: t,
 		Timeout:   o.Timeout,
@@ -88,20 +84,4 @@ func NewHTTPClient(o HTTPClientOptions) (*http.Client, error) {
 			return http.ErrUseLastResponse
 		},
 	}, nil
-}
-
-// loadCAFile returns the system roots plus the certificates in path.
-func loadCAFile(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read CA bundle: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("read CA bundle %s: no PEM certificates found", path)
-	}
-	return pool, nil
 }

@@ -13,9 +13,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/aemproxy/aemproxy/internal/egress"
 )
 
-func TestNewHTTPClientCustomCA(t *testing.T) {
+func TestNewHTTPClientTLSConfig(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") }))
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshake without the CA fails on purpose
 	srv.StartTLS()
@@ -34,7 +38,12 @@ func TestNewHTTPClientCustomCA(t *testing.T) {
 		t.Errorf("GET without the CA: error = %v; want a certificate error", err)
 	}
 
-	withCA, err := NewHTTPClient(HTTPClientOptions{CAFile: caFile})
+	eg, err := egress.TLS{CAFile: caFile}.Load(nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := eg.Config()
+	withCA, err := NewHTTPClient(HTTPClientOptions{TLSConfig: conf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,21 +55,17 @@ func TestNewHTTPClientCustomCA(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Errorf("status = %d; want 200", resp.StatusCode)
 	}
+	if len(conf.NextProtos) != 0 {
+		t.Errorf("the caller's tls.Config was changed: NextProtos %q", conf.NextProtos)
+	}
 }
 
 func TestNewHTTPClientRejects(t *testing.T) {
-	dir := t.TempDir()
-	notPEM := filepath.Join(dir, "not.pem")
-	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	tests := []struct {
 		name string
 		o    HTTPClientOptions
 		want string
 	}{
-		{"missing CA file", HTTPClientOptions{CAFile: filepath.Join(dir, "nope.pem")}, "new IMS HTTP client: read CA bundle: open "},
-		{"CA file without certificates", HTTPClientOptions{CAFile: notPEM}, "new IMS HTTP client: read CA bundle " + notPEM + ": no PEM certificates found"},
 		{"proxy scheme", HTTPClientOptions{ProxyURL: &url.URL{Scheme: "ftp", Host: "p"}}, `proxy URL "ftp://p": scheme must be http, https or socks5`},
 		{"proxy without host", HTTPClientOptions{ProxyURL: &url.URL{Scheme: "http"}}, "no host"},
 		{"negative timeout", HTTPClientOptions{Timeout: -time.Second}, "new IMS HTTP client: negative timeout -1s"},

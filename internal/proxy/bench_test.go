@@ -281,20 +281,7 @@ func BenchmarkDownload(b *testing.B) {
 		}
 	}))
 	defer aem.Close()
-	tr, err := NewTransport(TransportOptions{Direct: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer tr.CloseIdleConnections()
-	h, err := New(Options{
-		Routes: []Route{{Name: "author", Upstream: mustURL(b, aem.URL), Tokens: benchTokens(b), Transport: tr}},
-		Logger: zerolog.New(io.Discard),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p := httptest.NewServer(h)
-	defer p.Close()
+	p := streamingProxy(b, aem.URL)
 	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableCompression: true}}
 	buf := make([]byte, 256<<10)
 	b.SetBytes(size)
@@ -310,4 +297,50 @@ func BenchmarkDownload(b *testing.B) {
 			b.Fatalf("got %d bytes, %v", n, err)
 		}
 	}
+}
+
+func BenchmarkUpload(b *testing.B) {
+	const size = 64 << 20
+	aem := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 256<<10)
+		_, _ = io.CopyBuffer(io.Discard, struct{ io.Reader }{r.Body}, buf)
+	}))
+	defer aem.Close()
+	p := streamingProxy(b, aem.URL)
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableCompression: true}}
+	body := make([]byte, size)
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		req, _ := http.NewRequest(http.MethodPut, p.URL+"/content/dam/big.bin", bytes.NewReader(body))
+		res, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", res.StatusCode)
+		}
+	}
+}
+
+// streamingProxy serves a proxy to upstream with its real transport, for
+// the streaming benchmarks; it is closed when b ends.
+func streamingProxy(b *testing.B, upstream string) *httptest.Server {
+	tr, err := NewTransport(TransportOptions{Direct: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(tr.CloseIdleConnections)
+	h, err := New(Options{
+		Routes: []Route{{Name: "author", Upstream: mustURL(b, upstream), Tokens: benchTokens(b), Transport: tr}},
+		Logger: zerolog.New(io.Discard),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := httptest.NewServer(h)
+	b.Cleanup(p.Close)
+	return p
 }

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/aemproxy/aemproxy/internal/guard"
 )
 
 // statusClientClosed is logged and counted when the client went away
@@ -22,9 +24,15 @@ type rejection struct {
 	reason     string // error code in the response, and the rejected_requests_total label
 	message    string
 	retryAfter time.Duration
+	challenge  string // WWW-Authenticate, on a 401
 }
 
 func (r *rejection) Error() string { return r.message }
+
+// denied is the rejection for a route guard's Denial.
+func denied(d *guard.Denial) *rejection {
+	return &rejection{status: d.Status, reason: d.Reason, message: d.Message, challenge: d.Challenge}
+}
 
 var (
 	errConnect = &rejection{status: http.StatusMethodNotAllowed, reason: "method_not_allowed",
@@ -66,6 +74,7 @@ type failure struct {
 	code       string
 	message    string
 	retryAfter time.Duration
+	challenge  string
 }
 
 // classify maps an error met while serving a request to what the client is
@@ -83,7 +92,7 @@ func classify(err error) failure {
 	)
 	switch {
 	case errors.As(err, &rej):
-		return failure{status: rej.status, code: rej.reason, message: rej.message, retryAfter: rej.retryAfter}
+		return failure{status: rej.status, code: rej.reason, message: rej.message, retryAfter: rej.retryAfter, challenge: rej.challenge}
 	case errors.As(err, &big):
 		// Read past the route's MaxBodyBytes (a body without
 		// Content-Length), by the proxy or by the transport.
@@ -131,6 +140,9 @@ func writeError(w http.ResponseWriter, f failure, route, requestID string) {
 	h["X-Content-Type-Options"] = []string{"nosniff"}
 	h["Cache-Control"] = []string{"no-store"}
 	h["X-Request-Id"] = []string{requestID}
+	if f.challenge != "" {
+		h["Www-Authenticate"] = []string{f.challenge}
+	}
 	if f.retryAfter > 0 {
 		h["Retry-After"] = []string{strconv.FormatInt(int64(math.Ceil(f.retryAfter.Seconds())), 10)}
 	}

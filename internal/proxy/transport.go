@@ -2,21 +2,21 @@ package proxy
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"time"
 )
 
 // TransportOptions size and aim the transport to AEM. Zero values take the
 // defaults named on each field.
 type TransportOptions struct {
-	// CAFile is a PEM bundle trusted in addition to the system roots.
-	CAFile string
+	// TLSConfig is the TLS of connections to AEM: extra root certificates,
+	// a client certificate, a server name; see package egress, which builds
+	// it. The transport uses a copy. Nil means the system roots.
+	TLSConfig *tls.Config
 	// ProxyURL is the outbound HTTP proxy for AEM (separate from IMS's).
 	// Nil uses HTTPS_PROXY/HTTP_PROXY/NO_PROXY unless Direct is set.
 	ProxyURL *url.URL
@@ -73,7 +73,7 @@ func NewTransport(o TransportOptions) (*http.Transport, error) {
 
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	dialer := &net.Dialer{Timeout: orDefault(o.DialTimeout, defaultDialTimeout), KeepAlive: 30 * time.Second}
-	t.DialContext = dialer.DialContext
+	t.DialContext = dialUploads(dialer.DialContext)
 	t.TLSHandshakeTimeout = orDefault(o.TLSHandshakeTimeout, defaultTLSHandshakeTimeout)
 	t.ResponseHeaderTimeout = orDefault(o.ResponseHeaderTimeout, defaultResponseHeaderTimeout)
 	t.IdleConnTimeout = orDefault(o.IdleConnTimeout, defaultIdleConnTimeout)
@@ -99,12 +99,10 @@ func NewTransport(o TransportOptions) (*http.Transport, error) {
 		t.Proxy = http.ProxyFromEnvironment
 	}
 
-	if o.CAFile != "" {
-		pool, err := certPool(o.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	// A copy: the transport adds its ALPN protocols to the one it holds,
+	// and routes with the same settings may share one tls.Config.
+	if o.TLSConfig != nil {
+		t.TLSClientConfig = o.TLSConfig.Clone()
 	}
 	return t, nil
 }
@@ -125,20 +123,4 @@ func checkProxyURL(u *url.URL) error {
 		return fmt.Errorf("proxy URL %s: no host", u.Redacted())
 	}
 	return nil
-}
-
-// certPool returns the system roots plus the certificates in the PEM file.
-func certPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("read CA bundle: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("CA bundle %s holds no PEM certificate", file)
-	}
-	return pool, nil
 }

@@ -7,9 +7,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/aemproxy/aemproxy/internal/egress"
 )
 
 func TestNewTransportDefaults(t *testing.T) {
@@ -58,30 +61,19 @@ func TestNewTransportProxyURL(t *testing.T) {
 	}
 }
 
-func TestNewTransportCAFile(t *testing.T) {
+func TestNewTransportTLSConfig(t *testing.T) {
 	aem := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls ok") }))
 	defer aem.Close()
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.pem")
+	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: aem.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	garbage := filepath.Join(dir, "garbage.pem")
-	if err := os.WriteFile(garbage, []byte("not a certificate"), 0o600); err != nil {
+	eg, err := egress.TLS{CAFile: ca}.Load(nil, zerolog.Nop())
+	if err != nil {
 		t.Fatal(err)
 	}
-
-	for _, c := range []struct{ name, file, want string }{
-		{"missing", filepath.Join(dir, "nope.pem"), "nope.pem"},
-		{"no certificate", garbage, "holds no PEM certificate"},
-	} {
-		_, err := NewTransport(TransportOptions{CAFile: c.file})
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %v; want one containing %q", c.name, err, c.want)
-		}
-	}
-
-	tr, err := NewTransport(TransportOptions{CAFile: ca, Direct: true})
+	conf := eg.Config()
+	tr, err := NewTransport(TransportOptions{TLSConfig: conf, Direct: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,5 +82,8 @@ func TestNewTransportCAFile(t *testing.T) {
 	res := get(t, p.URL+"/content")
 	if res.StatusCode != 200 || string(res.body) != "tls ok" {
 		t.Errorf("got %d %q; want 200 from the TLS upstream trusted through the CA file", res.StatusCode, res.body)
+	}
+	if len(conf.NextProtos) != 0 {
+		t.Errorf("the caller's tls.Config was changed: NextProtos %q", conf.NextProtos)
 	}
 }

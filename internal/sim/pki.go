@@ -48,19 +48,36 @@ func (ca *CA) PEM() []byte {
 // Issue returns a PEM certificate and PKCS#8 PEM key named name, for a
 // server (localhost, 127.0.0.1) or, if server is false, for a client.
 func (ca *CA) Issue(name string, server bool) (certPEM, keyPEM []byte, err error) {
+	if server {
+		return ca.IssueServer(name, "localhost", "127.0.0.1")
+	}
+	tmpl := certTemplate(name)
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	return ca.issue(tmpl)
+}
+
+// IssueServer returns a PEM server certificate and PKCS#8 PEM key named
+// name and valid for exactly hosts, each a DNS name or an IP address: for
+// example a certificate for aem.internal alone, served on 127.0.0.1.
+func (ca *CA) IssueServer(name string, hosts ...string) (certPEM, keyPEM []byte, err error) {
+	tmpl := certTemplate(name)
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	return ca.issue(tmpl)
+}
+
+func (ca *CA) issue(tmpl *x509.Certificate) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
-	tmpl := certTemplate(name)
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.DNSNames = []string{"localhost"}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
 		return nil, nil, err
