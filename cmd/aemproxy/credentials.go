@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -31,6 +30,9 @@ type imsDeps struct {
 	// clientCertNotAfter is when the client certificate presented to IMS
 	// expires; zero without one.
 	clientCertNotAfter time.Time
+	// tls is the loaded TLS settings for IMS, reloaded on SIGHUP; nil when
+	// they could not be loaded.
+	tls *egress.Client
 }
 
 // newIMSDeps builds the IMS client. log receives the reloads of the IMS
@@ -48,7 +50,7 @@ func newIMSDeps(cfg config.Config, log zerolog.Logger) (imsDeps, error) {
 	if err != nil {
 		return d, prefixProblems("ims.", err)
 	}
-	d.clientCertNotAfter = tlsc.NotAfter()
+	d.clientCertNotAfter, d.tls = tlsc.NotAfter(), tlsc
 	client, err := ims.NewHTTPClient(ims.HTTPClientOptions{TLSConfig: tlsc.Config(), ProxyURL: proxyURL, Direct: direct, Timeout: cfg.IMS.Timeout})
 	if err != nil {
 		return d, fmt.Errorf("ims: %w", err)
@@ -59,14 +61,14 @@ func newIMSDeps(cfg config.Config, log zerolog.Logger) (imsDeps, error) {
 
 // upstreamTLS loads the TLS settings of a route's upstream and logs a
 // client certificate that expires soon or has expired.
-func upstreamTLS(rc config.Route, log zerolog.Logger) (*tls.Config, error) {
+func upstreamTLS(rc config.Route, log zerolog.Logger) (*egress.Client, error) {
 	log = log.With().Str("egress", "upstream").Str("route", rc.Name).Logger()
 	c, err := rc.EgressTLS().Load(time.Now, log)
 	if err != nil {
 		return nil, prefixProblems("route "+rc.Name+": ", err)
 	}
 	logClientCertExpiry(log, rc.ClientCertFile, c.NotAfter(), time.Now())
-	return c.Config(), nil
+	return c, nil
 }
 
 // clientCertWarning is how long before its end a client certificate is

@@ -53,6 +53,7 @@ func newLogger(c config.Log, w io.Writer) (zerolog.Logger, func()) {
 type app struct {
 	providers []*ims.Provider
 	guards    []*guard.Guard
+	egress    []*egress.Client // outbound TLS settings, for SIGHUP
 	listeners map[string][]proxy.Route // by listen address
 	opsRoutes []ops.Route
 }
@@ -67,6 +68,9 @@ func build(cfg config.Config, getenv func(string) string, log zerolog.Logger, re
 	if err != nil {
 		problems = append(problems, err)
 	}
+	if deps.tls != nil {
+		a.egress = append(a.egress, deps.tls)
+	}
 	logClientCertExpiry(log.With().Str("egress", "ims").Logger(), cfg.IMS.ClientCertFile, deps.clientCertNotAfter, time.Now())
 	imsMetrics := ops.NewIMSMetrics(reg)
 
@@ -77,11 +81,14 @@ func build(cfg config.Config, getenv func(string) string, log zerolog.Logger, re
 	for _, rc := range cfg.Routes {
 		tc, ok := tlsConfigs[rc.EgressTLS()]
 		if !ok {
-			if tc, err = upstreamTLS(rc, log); err != nil {
+			ec, err := upstreamTLS(rc, log)
+			if err != nil {
 				problems = append(problems, err)
 				continue
 			}
+			tc = ec.Config()
 			tlsConfigs[rc.EgressTLS()] = tc
+			a.egress = append(a.egress, ec)
 		}
 		to := proxy.TransportOptions{TLSConfig: tc, ResponseHeaderTimeout: rc.ResponseHeaderTimeout}
 		if to.ProxyURL, to.Direct, err = egressProxy(rc.ProxyURL); err != nil {
@@ -259,7 +266,7 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, l
 			case <-runCtx.Done():
 				return
 			case <-hup:
-				log.Info().Msg("SIGHUP: reloading credentials, API keys and TLS files")
+				log.Info().Msg("SIGHUP: reloading credentials, API keys, TLS files and outbound client certificates")
 				if tlsf != nil {
 					if err := tlsf.Reload(); err != nil {
 						log.Warn().Err(err).Msg("TLS files reload refused; keeping the current certificate")
@@ -273,6 +280,11 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, l
 				for _, g := range a.guards {
 					if err := g.Reload(); err != nil {
 						log.Warn().Err(err).Msg("API keys reload refused; keeping the current keys")
+					}
+				}
+				for _, e := range a.egress {
+					if err := e.Reload(); err != nil {
+						log.Warn().Err(err).Msg("outbound client certificate reload refused; keeping the current certificate")
 					}
 				}
 			}

@@ -360,7 +360,7 @@ func TestSIGHUPReloadsTLSFilesAtOnce(t *testing.T) {
 			t.Errorf("logs hold the private key of %s", name)
 		}
 	}
-	if countLogs(h.logs.String(), "SIGHUP: reloading credentials, API keys and TLS files") != 2 {
+	if countLogs(h.logs.String(), "SIGHUP: reloading credentials, API keys, TLS files and outbound client certificates") != 2 {
 		t.Errorf("want two SIGHUP log lines; logs:\n%s", h.logs)
 	}
 }

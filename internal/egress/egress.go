@@ -155,6 +155,32 @@ func (t TLS) load(now func() time.Time, log zerolog.Logger) (*Client, []error) {
 // The caller may change the copy it gets.
 func (c *Client) Config() *tls.Config { return c.conf.Clone() }
 
+// Reload re-reads the client certificate files now if they changed since
+// the pair in use was read (SIGHUP), waiting for a check in progress. A
+// broken pair is refused with the reason and the current one kept. Without
+// a client certificate it does nothing.
+func (c *Client) Reload() error {
+	if c.pair == nil {
+		return nil
+	}
+	p := c.pair
+	p.check.Begin()
+	defer p.check.End()
+	stamp, err := reload.Stat(p.certFile, p.keyFile)
+	if err != nil {
+		return pathKeyError(err, p.certFile, p.keyFile)
+	}
+	p.check.Reset()
+	if stamp.Equal(p.cur.Load().stamp) {
+		return nil
+	}
+	if err := p.load(); err != nil {
+		p.refused = stamp
+		return err
+	}
+	return nil
+}
+
 // NotAfter is when the client certificate presented now expires; zero
 // without a client certificate.
 func (c *Client) NotAfter() time.Time {

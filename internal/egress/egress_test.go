@@ -437,3 +437,56 @@ func TestClientCertificateReload(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestReloadNow is SIGHUP's path: the renewed pair is taken at once, within
+// the check interval and before any handshake; a broken pair is refused
+// with the reason and the current one kept.
+func TestReloadNow(t *testing.T) {
+	p := newPKI(t)
+	certFile, keyFile, _ := p.clientPair(t, "client-1")
+	now := time.Unix(1_700_000_000, 0)
+	var logs bytes.Buffer
+	c, err := TLS{CAFile: p.caFile, CertFile: certFile, KeyFile: keyFile}.Load(func() time.Time { return now }, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reload(); err != nil {
+		t.Fatalf("Reload with unchanged files: %v", err)
+	}
+	if strings.Contains(logs.String(), "reloaded") {
+		t.Error("unchanged files were read again")
+	}
+	renewedCert, renewedKey, err := p.ca.Issue("client-renewed", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, p.dir, filepath.Base(keyFile), renewedKey)
+	writeFile(t, p.dir, filepath.Base(certFile), renewedCert)
+	if err := c.Reload(); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if got := presented(t, c).Subject.CommonName; got != "client-renewed" {
+		t.Errorf("after Reload presented %q; want client-renewed", got)
+	}
+
+	// A much longer name, so that the size changes whatever the file
+	// system's time resolution.
+	nextCert, _, err := p.ca.Issue("client-third-with-a-much-longer-common-name", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, p.dir, filepath.Base(certFile), nextCert)
+	err = c.Reload()
+	if err == nil {
+		t.Fatal("Reload took a certificate without its key")
+	}
+	if line := secretLine(err.Error(), renewedKey); line != "" {
+		t.Errorf("the error reveals key material %q", line)
+	}
+	if got := presented(t, c).Subject.CommonName; got != "client-renewed" {
+		t.Errorf("after a refused Reload presented %q; want client-renewed kept", got)
+	}
+	if err := (&Client{}).Reload(); err != nil {
+		t.Errorf("Reload without a client certificate: %v", err)
+	}
+}
