@@ -53,7 +53,7 @@ func newLogger(c config.Log, w io.Writer) (zerolog.Logger, func()) {
 type app struct {
 	providers []*ims.Provider
 	guards    []*guard.Guard
-	egress    []*egress.Client // outbound TLS settings, for SIGHUP
+	egress    []*egress.Client         // outbound TLS settings, for SIGHUP
 	listeners map[string][]proxy.Route // by listen address
 	opsRoutes []ops.Route
 }
