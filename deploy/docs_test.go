@@ -160,3 +160,46 @@ func TestDocsLinks(t *testing.T) {
 		}
 	}
 }
+
+var testNameRe = regexp.MustCompile("`((?:Test|Fuzz)[A-Za-z0-9_]+)(\\*?)`")
+
+// TestSecurityModelNamesRealTests keeps docs/security.md's threat-to-test
+// map honest: every test or fuzz target it names (a trailing * names a
+// family) is a function in some _test.go file of the module.
+func TestSecurityModelNamesRealTests(t *testing.T) {
+	doc := readRepoFile(t, "docs/security.md")
+	var funcs []string
+	err := filepath.WalkDir(repoRoot, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(p, "_test.go") {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			funcs = append(funcs, string(b))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(funcs, "\n")
+	names := testNameRe.FindAllStringSubmatch(doc, -1)
+	if len(names) < 20 {
+		t.Fatalf("docs/security.md names %d tests; the map looks broken", len(names))
+	}
+	for _, m := range names {
+		want := "\nfunc " + m[1]
+		if m[2] == "" {
+			want += "("
+		}
+		if !strings.Contains(all, want) {
+			t.Errorf("docs/security.md names %s, which no _test.go file defines", m[1]+m[2])
+		}
+	}
+}
