@@ -27,11 +27,8 @@ type imsDeps struct {
 	base        *url.URL // nil: https://{imsEndpoint} of each credential
 	client      *http.Client
 	jwtLifetime time.Duration
-	// clientCertNotAfter is when the client certificate presented to IMS
-	// expires; zero without one.
-	clientCertNotAfter time.Time
-	// tls is the loaded TLS settings for IMS, reloaded on SIGHUP; nil when
-	// they could not be loaded.
+	// tls is the loaded TLS settings for IMS (client certificate included),
+	// reloaded on SIGHUP; nil when they could not be loaded.
 	tls *egress.Client
 }
 
@@ -50,7 +47,7 @@ func newIMSDeps(cfg config.Config, log zerolog.Logger) (imsDeps, error) {
 	if err != nil {
 		return d, prefixProblems("ims.", err)
 	}
-	d.clientCertNotAfter, d.tls = tlsc.NotAfter(), tlsc
+	d.tls = tlsc
 	client, err := ims.NewHTTPClient(ims.HTTPClientOptions{TLSConfig: tlsc.Config(), ProxyURL: proxyURL, Direct: direct, Timeout: cfg.IMS.Timeout})
 	if err != nil {
 		return d, fmt.Errorf("ims: %w", err)

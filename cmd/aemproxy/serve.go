@@ -70,8 +70,8 @@ func build(cfg config.Config, getenv func(string) string, log zerolog.Logger, re
 	}
 	if deps.tls != nil {
 		a.egress = append(a.egress, deps.tls)
+		logClientCertExpiry(log.With().Str("egress", "ims").Logger(), cfg.IMS.ClientCertFile, deps.tls.NotAfter(), time.Now())
 	}
-	logClientCertExpiry(log.With().Str("egress", "ims").Logger(), cfg.IMS.ClientCertFile, deps.clientCertNotAfter, time.Now())
 	imsMetrics := ops.NewIMSMetrics(reg)
 
 	transports := map[proxy.TransportOptions]*http.Transport{}

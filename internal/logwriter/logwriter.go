@@ -23,21 +23,21 @@ const (
 	DefaultInterval = 100 * time.Millisecond
 )
 
+// urgent is the lowest level written at once.
+const urgent = zerolog.WarnLevel
+
 // Options configure a Writer. Zero values take the defaults.
 type Options struct {
 	// Size is the buffer size in bytes (default 64 KiB).
 	Size int
 	// Interval is the longest a buffered line waits (default 100 ms).
 	Interval time.Duration
-	// Urgent is the lowest level written at once (default warn).
-	Urgent zerolog.Level
 }
 
-// Writer is a zerolog.LevelWriter that buffers lines below Options.Urgent.
-// It is safe for concurrent use.
+// Writer is a zerolog.LevelWriter that buffers lines below warn level. It
+// is safe for concurrent use.
 type Writer struct {
-	w      io.Writer
-	urgent zerolog.Level
+	w io.Writer
 
 	mu     sync.Mutex
 	buf    []byte
@@ -56,15 +56,11 @@ func New(w io.Writer, o Options) *Writer {
 	if o.Interval <= 0 {
 		o.Interval = DefaultInterval
 	}
-	if o.Urgent == zerolog.DebugLevel { // the zero value
-		o.Urgent = zerolog.WarnLevel
-	}
 	b := &Writer{
-		w:      w,
-		urgent: o.Urgent,
-		buf:    make([]byte, 0, o.Size),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		w:    w,
+		buf:  make([]byte, 0, o.Size),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	go b.loop(o.Interval)
 	return b
@@ -89,13 +85,13 @@ func (b *Writer) Write(p []byte) (int, error) {
 	return b.WriteLevel(zerolog.NoLevel, p)
 }
 
-// WriteLevel buffers p if l is below the urgent level, else writes it
-// at once after what was buffered.
+// WriteLevel buffers p if l is below warn, else writes it at once after
+// what was buffered.
 func (b *Writer) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	urgent := l >= b.urgent || l == zerolog.NoLevel
-	if !b.closed && !urgent && len(p) <= cap(b.buf) {
+	// zerolog.NoLevel ranks above warn, so lines without a level go at once.
+	if !b.closed && l < urgent && len(p) <= cap(b.buf) {
 		if len(b.buf)+len(p) > cap(b.buf) {
 			if err := b.flushLocked(); err != nil {
 				return 0, err

@@ -11,8 +11,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // AEM's CSRF filter refuses authenticated POST, PUT and DELETE requests
@@ -60,24 +62,14 @@ type csrfToken struct {
 }
 
 // csrfCache holds a route's current CSRF token and fetches a new one when
-// it is missing, expired, or was fetched for another credential. One fetch
-// runs at a time per credential; callers wait for it with their own
-// context.
+// it is missing, expired, or was fetched for another credential. Concurrent
+// callers share one fetch per credential and wait for it with their own
+// context; the fetch runs detached from them, bounded by csrfFetchTimeout.
 type csrfCache struct {
-	rt  *route
-	now func() time.Time
-
-	mu   sync.Mutex
-	cur  *csrfToken
-	call *csrfCall
-}
-
-type csrfCall struct {
-	auth string
-	id   []string // X-Request-Id of the request that started the fetch
-	done chan struct{}
-	tok  *csrfToken
-	err  error
+	rt      *route
+	now     func() time.Time
+	cur     atomic.Pointer[csrfToken]
+	fetches singleflight.Group // keyed by the Authorization value
 }
 
 // csrfError is a failed fetch of the CSRF token. Its message says what AEM
@@ -92,50 +84,33 @@ func (e *csrfError) Error() string { return "get AEM's CSRF token: " + e.msg }
 // get returns a token for auth that has not expired, fetching one if
 // needed.
 func (c *csrfCache) get(ctx context.Context, auth string, id []string) (*csrfToken, error) {
-	c.mu.Lock()
-	if t := c.cur; t != nil && t.auth == auth && c.now().Before(t.expires) {
-		c.mu.Unlock()
+	if t := c.cur.Load(); t != nil && t.auth == auth && c.now().Before(t.expires) {
 		return t, nil
 	}
-	call := c.call
-	if call == nil || call.auth != auth {
-		call = &csrfCall{auth: auth, id: id, done: make(chan struct{})}
-		c.call = call
-		go c.fetch(call)
-	}
-	c.mu.Unlock()
+	ch := c.fetches.DoChan(auth, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), csrfFetchTimeout)
+		defer cancel()
+		t, err := c.request(ctx, auth, id)
+		c.rt.metrics.csrfFetch(err == nil)
+		if err != nil {
+			return nil, err
+		}
+		c.cur.Store(t)
+		return t, nil
+	})
 	select {
-	case <-call.done:
-		return call.tok, call.err
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*csrfToken), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
 // drop forgets t if it is still the current token.
-func (c *csrfCache) drop(t *csrfToken) {
-	c.mu.Lock()
-	if c.cur == t {
-		c.cur = nil
-	}
-	c.mu.Unlock()
-}
-
-func (c *csrfCache) fetch(call *csrfCall) {
-	ctx, cancel := context.WithTimeout(context.Background(), csrfFetchTimeout)
-	defer cancel()
-	call.tok, call.err = c.request(ctx, call.auth, call.id)
-	c.mu.Lock()
-	if call.err == nil {
-		c.cur = call.tok
-	}
-	if c.call == call {
-		c.call = nil
-	}
-	c.mu.Unlock()
-	close(call.done)
-	c.rt.metrics.csrfFetch(call.err == nil)
-}
+func (c *csrfCache) drop(t *csrfToken) { c.cur.CompareAndSwap(t, nil) }
 
 func (c *csrfCache) request(ctx context.Context, auth string, id []string) (*csrfToken, error) {
 	rt := c.rt
@@ -282,7 +257,7 @@ func (x *exchange) getCSRF() error {
 // request whose body was not buffered cannot be replayed; its 403 passes.
 func (x *exchange) retryCSRF(req *http.Request, res *http.Response) (*http.Response, error) {
 	rt, sent := x.route, x.csrf
-	if req.Body != nil && req.GetBody == nil {
+	if !replayable(req) {
 		return res, nil
 	}
 	// After a replay with a new IMS token, the CSRF token sent belongs to
@@ -299,19 +274,10 @@ func (x *exchange) retryCSRF(req *http.Request, res *http.Response) (*http.Respo
 		}
 		return res, nil
 	}
-	retry := req.Clone(req.Context())
-	if req.GetBody != nil {
-		if retry.Body, err = req.GetBody(); err != nil {
-			return res, nil
-		}
+	retry, err := replay(req, res, "Csrf-Token", t.header)
+	if err != nil {
+		return res, nil
 	}
-	if t.header != nil {
-		retry.Header["Csrf-Token"] = t.header
-	} else {
-		delete(retry.Header, "Csrf-Token")
-	}
-	_, _ = io.CopyN(io.Discard, res.Body, 4<<10)
-	res.Body.Close()
 	x.csrf = t
 	x.csrfReplayed = true
 	rt.metrics.csrfReplay()

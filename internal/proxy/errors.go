@@ -7,7 +7,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -88,7 +87,6 @@ func classify(err error) failure {
 		bod *bodyError
 		ra  retryAfterer
 		ne  net.Error
-		ue  *url.Error
 	)
 	switch {
 	case errors.As(err, &rej):
@@ -113,11 +111,8 @@ func classify(err error) failure {
 			message: "AEM did not answer in time; try again later, or raise the route's response header timeout for slow requests"}
 	}
 	// A *url.Error would repeat the request URL, query string included.
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
 	return failure{status: http.StatusBadGateway, code: "upstream_unreachable",
-		message: "could not get a response from AEM: " + err.Error()}
+		message: "could not get a response from AEM: " + unwrapURLError(err).Error()}
 }
 
 type errorBody struct {

@@ -306,21 +306,18 @@ func (x *exchange) serve() {
 			return
 		}
 		x.token, x.scheme = tok.AccessToken, tok.Scheme
-		// Only a request that carries a token can meet a 401 worth
-		// replaying, so only then is its body worth buffering.
+	}
+	csrf := rt.csrf != nil && writeMethod(r.Method)
+	// Only a request that carries a token can meet a 401 worth replaying,
+	// and only a write on a CSRF route a 403 worth replaying, so only then
+	// is its body worth buffering.
+	if rt.tokens != nil || csrf {
 		if err := x.readBody(); err != nil {
 			x.fail(err)
 			return
 		}
 	}
-	if rt.csrf != nil && writeMethod(r.Method) {
-		if rt.tokens == nil {
-			// Buffered for a replay after a 403 about the CSRF token.
-			if err := x.readBody(); err != nil {
-				x.fail(err)
-				return
-			}
-		}
+	if csrf {
 		if err := x.getCSRF(); err != nil {
 			x.fail(err)
 			return
@@ -536,7 +533,7 @@ func (x *exchange) retryToken(req *http.Request, res *http.Response) (*http.Resp
 	if rt.invalidator != nil {
 		rt.invalidator.Invalidate(x.token)
 	}
-	if req.Body != nil && req.GetBody == nil {
+	if !replayable(req) {
 		return res, req, nil
 	}
 	tok, err := rt.tokens.Token(req.Context())
@@ -546,22 +543,42 @@ func (x *exchange) retryToken(req *http.Request, res *http.Response) (*http.Resp
 		}
 		return res, req, nil
 	}
-	retry := req.Clone(req.Context())
-	if req.GetBody != nil {
-		if retry.Body, err = req.GetBody(); err != nil {
-			return res, req, nil
-		}
+	retry, err := replay(req, res, "Authorization", rt.authorization(tok.Scheme, tok.AccessToken))
+	if err != nil {
+		return res, req, nil
 	}
-	retry.Header["Authorization"] = rt.authorization(tok.Scheme, tok.AccessToken)
-	// Drain a little so the connection can be reused, then let it go.
-	_, _ = io.CopyN(io.Discard, res.Body, 4<<10)
-	res.Body.Close()
-
 	x.token, x.scheme = tok.AccessToken, tok.Scheme
 	x.replayed = true
 	rt.metrics.replay()
 	res, err = rt.transport.RoundTrip(retry)
 	return res, retry, err
+}
+
+// replayable reports whether req can be sent again: it has no body, or one
+// that GetBody gives again (buffered by readBody).
+func replayable(req *http.Request) bool { return req.Body == nil || req.GetBody != nil }
+
+// replay returns a copy of req, with a fresh body and header name set to
+// value (removed when value is nil), to send in place of req, and lets go
+// of res, the response it replaces.
+func replay(req *http.Request, res *http.Response, name string, value []string) (*http.Request, error) {
+	retry := req.Clone(req.Context())
+	if req.GetBody != nil {
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		retry.Body = body
+	}
+	if value != nil {
+		retry.Header[name] = value
+	} else {
+		delete(retry.Header, name)
+	}
+	// Drain a little so the connection can be reused, then let it go.
+	_, _ = io.CopyN(io.Discard, res.Body, 4<<10)
+	res.Body.Close()
+	return retry, nil
 }
 
 // modifyResponse cleans the upstream's response before it is copied to the

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -33,12 +34,14 @@ func (c uploadConn) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(writerOnly{c.Conn}, r)
 }
 
-// CloseWrite half-closes the connection when the underlying one can.
+// CloseWrite half-closes the connection as the underlying one does:
+// ReverseProxy half-closes the upstream side of an upgraded (101)
+// connection, such as a WebSocket, when the client's side ends.
 func (c uploadConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
-	return nil
+	return errors.ErrUnsupported
 }
 
 // writerOnly hides a writer's ReadFrom, so that io.CopyBuffer uses the
