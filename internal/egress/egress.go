@@ -9,6 +9,7 @@
 package egress
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,7 +19,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -108,7 +108,7 @@ func checkServerName(s string) error {
 // concurrent use.
 type Client struct {
 	conf *tls.Config
-	pair *clientPair // nil without a client certificate
+	pair *reload.Value[*tls.Certificate] // nil without a client certificate
 }
 
 // Load reads the files of t and returns the Client, or an error that
@@ -135,15 +135,15 @@ func (t TLS) load(now func() time.Time, log zerolog.Logger) (*Client, []error) {
 	}
 	c := &Client{conf: conf}
 	if t.CertFile != "" && t.KeyFile != "" {
-		if now == nil {
-			now = time.Now
-		}
-		c.pair = &clientPair{certFile: t.CertFile, keyFile: t.KeyFile, log: log, check: reload.Throttle{Interval: checkInterval, Now: now}}
-		if err := c.pair.load(); err != nil {
+		pair, err := loadClientPair(t.CertFile, t.KeyFile, now, log)
+		if err != nil {
 			problems = append(problems, unjoin(err)...)
+		} else {
+			c.pair = pair
+			conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				return pair.Get(), nil
+			}
 		}
-		c.pair.check.Reset()
-		conf.GetClientCertificate = c.pair.certificate
 	}
 	return c, problems
 }
@@ -155,30 +155,14 @@ func (t TLS) load(now func() time.Time, log zerolog.Logger) (*Client, []error) {
 // The caller may change the copy it gets.
 func (c *Client) Config() *tls.Config { return c.conf.Clone() }
 
-// Reload re-reads the client certificate files now if they changed since
-// the pair in use was read (SIGHUP), waiting for a check in progress. A
-// broken pair is refused with the reason and the current one kept. Without
-// a client certificate it does nothing.
+// Reload re-reads the client certificate files now (SIGHUP), waiting for
+// a check in progress. A broken pair is refused with the reason and the
+// current one kept. Without a client certificate it does nothing.
 func (c *Client) Reload() error {
 	if c.pair == nil {
 		return nil
 	}
-	p := c.pair
-	p.check.Begin()
-	defer p.check.End()
-	stamp, err := reload.Stat(p.certFile, p.keyFile)
-	if err != nil {
-		return pathKeyError(err, p.certFile, p.keyFile)
-	}
-	p.check.Reset()
-	if stamp.Equal(p.cur.Load().stamp) {
-		return nil
-	}
-	if err := p.load(); err != nil {
-		p.refused = stamp
-		return err
-	}
-	return nil
+	return c.pair.Reload()
 }
 
 // NotAfter is when the client certificate presented now expires; zero
@@ -187,7 +171,7 @@ func (c *Client) NotAfter() time.Time {
 	if c.pair == nil {
 		return time.Time{}
 	}
-	return c.pair.cur.Load().cert.Leaf.NotAfter
+	return c.pair.Current().Leaf.NotAfter
 }
 
 // certPool returns the system roots plus the certificates of the PEM file
@@ -207,77 +191,33 @@ func certPool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// clientPair holds the client certificate and key, re-read when their files
-// change. A reading that fails keeps the previous pair.
-type clientPair struct {
-	certFile, keyFile string
-	log               zerolog.Logger
-
-	cur atomic.Pointer[pairState]
-	// check lets one handshake at a time look at the files, at most once
-	// per checkInterval; the others go on at once with the current pair.
-	check reload.Throttle
-	// refused is the stamp of the files last refused, and unreadable says
-	// the last look could not stat them: a broken pair is reported once,
-	// not at every check. Both are guarded by check.
-	refused    reload.Stamp
-	unreadable bool
-}
-
-// pairState is one reading of the files.
-type pairState struct {
-	cert  *tls.Certificate
-	stamp reload.Stamp
-}
-
-// certificate is the tls.Config's GetClientCertificate. The one handshake
-// that finds a check due stats the two files (and reads them if they
-// changed); every other handshake takes the current pair without waiting.
-func (p *clientPair) certificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-	p.maybeReload()
-	return p.cur.Load().cert, nil
-}
-
-func (p *clientPair) maybeReload() {
-	if !p.check.TryBegin() {
-		return
-	}
-	defer p.check.End()
-	stamp, err := reload.Stat(p.certFile, p.keyFile)
-	if err != nil {
-		if !p.unreadable {
-			p.log.Warn().Err(err).Str("cert_file", p.certFile).Msg("client certificate files unreadable; keeping the current certificate")
-			p.unreadable = true
-		}
-		return
-	}
-	p.unreadable = false
-	if stamp.Equal(p.cur.Load().stamp) || stamp.Equal(p.refused) {
-		return
-	}
-	if err := p.load(); err != nil {
-		p.refused = stamp
-		p.log.Warn().Err(err).Str("cert_file", p.certFile).Msg("client certificate files refused; keeping the current certificate")
-	}
-}
-
-// load reads the pair. The stamps are taken first, so that a file changed
-// while it is read is read again at the next check.
-func (p *clientPair) load() error {
-	stamp, err := reload.Stat(p.certFile, p.keyFile)
-	if err != nil {
-		return pathKeyError(err, p.certFile, p.keyFile)
-	}
-	cert, err := loadPair(p.certFile, p.keyFile)
-	if err != nil {
-		return err
-	}
-	old := p.cur.Swap(&pairState{cert: cert, stamp: stamp})
-	p.refused = nil
-	if old != nil {
-		p.log.Info().Str("cert_file", p.certFile).Time("not_after", cert.Leaf.NotAfter).Msg("client certificate reloaded")
-	}
-	return nil
+// loadClientPair reads the client certificate and key, and re-reads them
+// when their files change, at most every checkInterval, on a new
+// handshake; the others go on at once with the current pair. A reading that
+// fails keeps the previous pair and is logged once.
+func loadClientPair(certFile, keyFile string, now func() time.Time, log zerolog.Logger) (*reload.Value[*tls.Certificate], error) {
+	log = log.With().Str("cert_file", certFile).Logger()
+	return reload.NewValue([]string{certFile, keyFile}, checkInterval, now,
+		func() (*tls.Certificate, error) {
+			if _, err := reload.Stat(certFile, keyFile); err != nil {
+				return nil, pathKeyError(err, certFile, keyFile)
+			}
+			return loadPair(certFile, keyFile)
+		},
+		reload.Events[*tls.Certificate]{
+			Loaded: func(old, cur *tls.Certificate) {
+				// SIGHUP reads the files whether or not they changed.
+				if !bytes.Equal(old.Leaf.Raw, cur.Leaf.Raw) {
+					log.Info().Time("not_after", cur.Leaf.NotAfter).Msg("client certificate reloaded")
+				}
+			},
+			Refused: func(err error) {
+				log.Warn().Err(err).Msg("client certificate files refused; keeping the current certificate")
+			},
+			Unreadable: func(err error) {
+				log.Warn().Err(err).Msg("client certificate files unreadable; keeping the current certificate")
+			},
+		})
 }
 
 // unjoin returns the errors joined in err, or err alone, so that each

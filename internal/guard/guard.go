@@ -27,8 +27,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-
-	"github.com/aemproxy/aemproxy/internal/reload"
 )
 
 // DefaultAPIKeyHeader carries the client's API key when Options names none.
@@ -164,10 +162,11 @@ func New(o Options) (*Guard, error) {
 		if now == nil {
 			now = time.Now
 		}
-		k := &keyFile{path: o.APIKeysFile, log: o.Logger, check: reload.Throttle{Interval: KeyCheckInterval, Now: now}}
-		if err := k.Reload(); err != nil {
+		k, err := newKeyFile(o.APIKeysFile, now, o.Logger)
+		switch {
+		case err != nil:
 			problems = append(problems, fmt.Errorf("api_keys_file: %w", err))
-		} else if len(k.set.Load().digests) == 0 {
+		case len(k.digests.Current()) == 0:
 			problems = append(problems, fmt.Errorf("api_keys_file: %s holds no key, so every request would be refused", o.APIKeysFile))
 		}
 		g.keys = k

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -20,97 +20,74 @@ import (
 // can be guessed by anyone allowed to try.
 const minPlainKey = 16
 
-// keyFile holds the API keys of one file, re-read when it changes.
+// keyFile holds the API keys of one file, re-read when it changes (looked
+// at, by one request at a time, at most once per KeyCheckInterval) or on
+// Reload.
 type keyFile struct {
-	path string
-	log  zerolog.Logger
-
-	set atomic.Pointer[keySet]
-	// check lets one request at a time look at the file, at most once per
-	// KeyCheckInterval; others go on with the keys they have.
-	check reload.Throttle
+	digests *reload.Value[[][sha256.Size]byte]
 }
 
-// keySet is one reading of the file.
-type keySet struct {
-	digests [][sha256.Size]byte
-	stamp   reload.Stamp
+func newKeyFile(path string, now func() time.Time, log zerolog.Logger) (*keyFile, error) {
+	log = log.With().Str("file", path).Logger()
+	v, err := reload.NewValue([]string{path}, KeyCheckInterval, now,
+		func() ([][sha256.Size]byte, error) { return readKeys(path) },
+		reload.Events[[][sha256.Size]byte]{
+			Loaded: func(_, cur [][sha256.Size]byte) {
+				log.Info().Int("keys", len(cur)).Msg("API keys reloaded")
+			},
+			Refused: func(err error) {
+				log.Warn().Err(err).Msg("API keys file refused; keeping the current keys")
+			},
+			Unreadable: func(err error) {
+				log.Warn().Err(err).Msg("API keys file unreadable; keeping the current keys")
+			},
+		})
+	if err != nil {
+		return nil, err
+	}
+	return &keyFile{digests: v}, nil
 }
 
 // valid compares the key's digest with every known digest, without
 // stopping at a match, in constant time per digest.
 func (k *keyFile) valid(key string) bool {
-	k.maybeReload()
 	d := digest(key)
 	ok := false
-	set := k.set.Load()
-	for i := range set.digests {
-		if equalDigest(&d, &set.digests[i]) {
+	digests := k.digests.Get()
+	for i := range digests {
+		if equalDigest(&d, &digests[i]) {
 			ok = true
 		}
 	}
 	return ok
 }
 
-// maybeReload re-reads the file when its size or modification time changed,
-// looking at most once per KeyCheckInterval.
-func (k *keyFile) maybeReload() {
-	if !k.check.TryBegin() {
-		return
-	}
-	defer k.check.End()
-	st, err := reload.Stat(k.path)
-	if err != nil {
-		k.log.Warn().Str("file", k.path).Err(err).Msg("API keys file unreadable; keeping the current keys")
-		return
-	}
-	if st.Equal(k.set.Load().stamp) {
-		return
-	}
-	if err := k.load(); err != nil {
-		k.log.Warn().Str("file", k.path).Err(err).Msg("API keys file refused; keeping the current keys")
-	}
-}
-
 // Reload reads the file now. On error the current keys stay.
-func (k *keyFile) Reload() error {
-	k.check.Begin()
-	defer k.check.End()
-	return k.load()
-}
+func (k *keyFile) Reload() error { return k.digests.Reload() }
 
-// load reads the file. The stamp is taken first, so that a file changed
-// while it is read is read again at the next check.
-func (k *keyFile) load() error {
-	stamp, err := reload.Stat(k.path)
+// readKeys reads and parses a keys file.
+func readKeys(path string) ([][sha256.Size]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return err
-	}
-	f, err := os.Open(k.path)
-	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if st.IsDir() {
-		return fmt.Errorf("%s is a directory, want a file", k.path)
+		return nil, fmt.Errorf("%s is a directory, want a file", path)
 	}
 	var buf bytes.Buffer
 	if _, err := buf.ReadFrom(f); err != nil {
-		return fmt.Errorf("read API keys %s: %w", k.path, err)
+		return nil, fmt.Errorf("read API keys %s: %w", path, err)
 	}
 	digests, err := parseKeys(buf.Bytes())
 	if err != nil {
-		return fmt.Errorf("API keys %s: %w", k.path, err)
+		return nil, fmt.Errorf("API keys %s: %w", path, err)
 	}
-	old := k.set.Swap(&keySet{digests: digests, stamp: stamp})
-	if old != nil {
-		k.log.Info().Str("file", k.path).Int("keys", len(digests)).Msg("API keys reloaded")
-	}
-	return nil
+	return digests, nil
 }
 
 // ParseKeys parses the content of an API keys file as a Guard does and

@@ -1,7 +1,9 @@
 // Package reload notices when files that are read in place (API keys, TLS
-// certificates) have changed, cheaply enough to be asked on a request or
-// handshake path: it looks at the files at most once per interval, and
-// only one caller looks at a time while the others go on without waiting.
+// certificates and keys) have changed, cheaply enough to be asked on a
+// request or handshake path: it looks at the files at most once per
+// interval, and only one caller looks at a time while the others go on
+// without waiting. Value holds what was read from such files and reads
+// them again when they change or on demand (SIGHUP).
 package reload
 
 import (
