@@ -111,3 +111,30 @@ func TestUploadsArriveWhole(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportDialsUploadConns checks the wiring: connections of
+// NewTransport's transports copy large bodies as uploadConn does.
+func TestTransportDialsUploadConns(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	tr, err := NewTransport(TransportOptions{Direct: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tr.DialContext(t.Context(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, ok := c.(uploadConn); !ok {
+		t.Errorf("NewTransport dials %T; want uploadConn", c)
+	}
+}
