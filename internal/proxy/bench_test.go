@@ -80,31 +80,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 		return r
 	}
 
-	b.Run("serial", func(b *testing.B) {
-		b.ReportAllocs()
-		r, w := newReq(), &recorder{h: http.Header{}}
-		for b.Loop() {
-			w.reset()
-			h.ServeHTTP(w, r)
-			if w.status != 200 || w.n != len(body) {
-				b.Fatalf("got %d, %d bytes", w.status, w.n)
-			}
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			r, w := newReq(), &recorder{h: http.Header{}}
-			for pb.Next() {
-				w.reset()
-				h.ServeHTTP(w, r)
-				if w.status != 200 {
-					b.Errorf("status %d", w.status)
-					return
-				}
-			}
-		})
-	})
+	benchServe(b, h, newReq, len(body))
 }
 
 // BenchmarkServeHTTPNoNetwork is BenchmarkServeHTTP with an in-memory
@@ -133,31 +109,7 @@ func BenchmarkServeHTTPNoNetwork(b *testing.B) {
 		r.Host = "proxy.example"
 		return r
 	}
-	b.Run("serial", func(b *testing.B) {
-		b.ReportAllocs()
-		r, w := newReq(), &recorder{h: http.Header{}}
-		for b.Loop() {
-			w.reset()
-			h.ServeHTTP(w, r)
-			if w.status != 200 || w.n != len(body) {
-				b.Fatalf("got %d, %d bytes", w.status, w.n)
-			}
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			r, w := newReq(), &recorder{h: http.Header{}}
-			for pb.Next() {
-				w.reset()
-				h.ServeHTTP(w, r)
-				if w.status != 200 {
-					b.Errorf("status %d", w.status)
-					return
-				}
-			}
-		})
-	})
+	benchServe(b, h, newReq, len(body))
 }
 
 // BenchmarkRewrite measures building the outbound request's URL and
@@ -343,4 +295,34 @@ func streamingProxy(b *testing.B, upstream string) *httptest.Server {
 	p := httptest.NewServer(h)
 	b.Cleanup(p.Close)
 	return p
+}
+
+// benchServe runs h on requests from newReq, serially and from all Ps,
+// checking each answer is a 200 (with a want-byte body, serially).
+func benchServe(b *testing.B, h http.Handler, newReq func() *http.Request, want int) {
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		r, w := newReq(), &recorder{h: http.Header{}}
+		for b.Loop() {
+			w.reset()
+			h.ServeHTTP(w, r)
+			if w.status != 200 || w.n != want {
+				b.Fatalf("got %d, %d bytes", w.status, w.n)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			r, w := newReq(), &recorder{h: http.Header{}}
+			for pb.Next() {
+				w.reset()
+				h.ServeHTTP(w, r)
+				if w.status != 200 {
+					b.Errorf("status %d", w.status)
+					return
+				}
+			}
+		})
+	})
 }
